@@ -1,0 +1,167 @@
+"""
+Small I/O helpers shared by every data/*/prepare.py and by the scripts: atomic writes (a crash
+never leaves a half-written file), jsonl reading with errors that name the file and line, token
+.bin files, and downloads checked by sha256.
+"""
+import hashlib
+import json
+import os
+import tempfile
+import urllib.request
+
+import numpy as np
+
+
+def atomic_write(path, write_fn, mode="w"):
+    """Write a file through `write_fn(f)` into a temp file beside `path`, then rename it over."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp_")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path, obj):
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n"))
+
+
+def write_jsonl(path, rows):
+    atomic_write(path, lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_json(path):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+
+
+def read_jsonl(path, required=()):
+    """List of dicts from a .jsonl file; a malformed line or a missing field names file and line."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise ValueError(f"{path}:{lineno}: missing field(s) {missing}")
+            rows.append(row)
+    return rows
+
+
+def write_tokens(path, ids):
+    """Token ids -> a flat uint16 .bin (all our vocabularies are < 65536), written atomically."""
+    arr = np.asarray(ids, dtype=np.uint16)
+    atomic_write(path, lambda f: f.write(arr.tobytes()), mode="wb")
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(url, dest, sha256=None):
+    """Download `url` to `dest` (skipped if already there and valid), checking its sha256."""
+    if os.path.exists(dest) and (sha256 is None or sha256_of(dest) == sha256):
+        return dest
+    print(f"downloading {url} -> {dest}")
+    tmp = dest + ".part"
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    try:
+        urllib.request.urlretrieve(url, tmp)
+    except OSError as e:
+        raise RuntimeError(f"could not download {url} ({e}); pass a local copy with --src") from None
+    if sha256 is not None and sha256_of(tmp) != sha256:
+        os.remove(tmp)
+        raise ValueError(f"{url}: sha256 mismatch (expected {sha256}); refusing the file")
+    os.replace(tmp, dest)
+    return dest
+
+
+# ----------------------------------------------------------------------------------------------
+# Pretraining corpora: every data/*/prepare.py that makes one writes it through these, so the
+# layout is defined once: train.bin / val.bin are flat uint16 ids with tok.eos_id after every
+# document, and meta.json holds the tokenizer, the counts and the sources.
+
+def encode_docs(docs, tok):
+    """(source, text) pairs -> (source, uint16 ids) pairs, lazily: a caller that stops early
+    (take_tokens with a budget) never pays for the rest."""
+    for source, text in docs:
+        yield source, np.asarray(tok.encode(text), dtype=np.uint16)
+
+
+def take_tokens(docs, budget=None):
+    """(source, ids) pairs in order until `budget` tokens, counting each document's EOS; the
+    last document is cut to fit, so a mixture hits its fractions exactly. None: take all."""
+    out, used = [], 0
+    for source, ids in docs:
+        if budget is not None and used + len(ids) + 1 > budget:
+            room = budget - used - 1
+            if room > 0:
+                out.append((source, ids[:room]))
+            break
+        out.append((source, ids))
+        used += len(ids) + 1
+    return out
+
+
+def count_tokens(docs):
+    return sum(len(ids) + 1 for _, ids in docs)
+
+
+def write_corpus(out_dir, docs, tok, val_frac, meta):
+    """Write train.bin, val.bin and meta.json from (source, ids) pairs given in the order to
+    write (the caller shuffles). The split is by document and per source, so val has the same
+    mixture as train: a document goes to val while its source's val share stays <= val_frac."""
+    totals, val_used = {}, {}
+    for source, ids in docs:
+        totals[source] = totals.get(source, 0) + len(ids) + 1
+    eos = np.array([tok.eos_id], dtype=np.uint16)
+    parts = {"train": [], "val": []}
+    stats = {s: dict(name=s, docs=0, tokens=0, train_tokens=0, val_tokens=0) for s in totals}
+    for source, ids in docs:
+        n = len(ids) + 1
+        split = "val" if val_used.get(source, 0) + n <= val_frac * totals[source] else "train"
+        if split == "val":
+            val_used[source] = val_used.get(source, 0) + n
+        parts[split] += [np.asarray(ids, dtype=np.uint16), eos]
+        st = stats[source]
+        st["docs"] += 1
+        st["tokens"] += n
+        st[f"{split}_tokens"] += n
+    arrays = {k: np.concatenate(v) if v else np.zeros(0, np.uint16) for k, v in parts.items()}
+    if len(arrays["val"]) == 0 and val_frac > 0:
+        raise ValueError(f"{out_dir}: val_frac={val_frac} put no document in val.bin; "
+                         f"raise it or give more documents")
+    total = sum(totals.values())
+    for st in stats.values():
+        st["fraction"] = round(st["tokens"] / total, 4)
+    write_tokens(os.path.join(out_dir, "train.bin"), arrays["train"])
+    write_tokens(os.path.join(out_dir, "val.bin"), arrays["val"])
+    meta = {"tokenizer": tok.state(), "train_tokens": int(len(arrays["train"])),
+            "val_tokens": int(len(arrays["val"])), "sources": list(stats.values()), **meta}
+    write_json(os.path.join(out_dir, "meta.json"), meta)
+    return meta

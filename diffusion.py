@@ -1,0 +1,205 @@
+"""
+The diffusion process over target tokens: two noise processes behind one interface.
+
+    mask     absorbing [MASK] (default): each target token is replaced by tok.mask_id with
+             probability r; the loss is the ELBO-weighted cross-entropy on masked positions;
+             decoding unmasks a scheduled number of tokens per step, most confident first.
+    uniform  the paper's simplified SUNDAE: each target token is replaced with probability r by a
+             uniformly random ordinary token; loss L(1) + L(2) (a second pass on the argmax of the
+             first); decoding resamples every target position at every step.
+
+r ~ U(0, 1) per sequence. Only target tokens are corrupted: prefix and batch padding never are.
+The model has no timestep input and no length head: a diffusion target is padded with EOS to a
+fixed length, so the model learns where the text ends (paper §3).
+
+    from diffusion import diffusion_loss, diffusion_generate
+    loss = diffusion_loss(model, idx, prefix_len, seq_len, "mask", tok)
+    tokens, scores = diffusion_generate(model, prefix, prefix_len, target_len=64, tok=tok)
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from model import KVCache, sample_logits, target_mask
+
+NOISES = ("mask", "uniform")
+ORDERS = ("confidence", "random")
+SCHEDULES = ("linear", "cosine")
+MIN_RATE = 1e-3  # r ~ U(MIN_RATE, 1): keeps the 1/r ELBO weight bounded
+
+
+def _check_noise(noise):
+    if noise not in NOISES:
+        raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
+
+
+def _rand(shape, generators, device, dtype=torch.float32):
+    """U[0,1) noise of shape (B, *shape[1:]), one generator per example when given (batch-invariant)."""
+    if generators is None:
+        return torch.rand(shape, device=device, dtype=dtype)
+    return torch.stack([torch.rand(shape[1:], generator=g, device=device, dtype=dtype) for g in generators])
+
+
+def _randint(high, shape, generators, device):
+    if generators is None:
+        return torch.randint(high, shape, device=device)
+    return torch.stack([torch.randint(high, shape[1:], generator=g, device=device) for g in generators])
+
+
+def corrupt(idx, target, rate, noise, tok, generator=None):
+    """
+    Corrupt target positions of idx (B, T). target (B, T) bool marks the positions that may be
+    corrupted; rate (B,) is each sequence's corruption probability. Returns (noisy idx, corrupted)
+    where corrupted (B, T) bool marks the positions that were replaced (a `uniform` replacement may
+    draw the original token: it still counts as corrupted, as in SUNDAE).
+    """
+    _check_noise(noise)
+    u = torch.rand(idx.shape, device=idx.device, generator=generator)
+    corrupted = target & (u < rate[:, None])
+    if noise == "mask":
+        replacement = torch.full_like(idx, tok.mask_id)
+    else:  # uniform over the ordinary vocabulary: never a special or spare id
+        replacement = torch.randint(tok.n_ordinary, idx.shape, device=idx.device, generator=generator)
+    return torch.where(corrupted, replacement, idx), corrupted
+
+
+def draw_rate(batch_size, device, generator=None):
+    return MIN_RATE + (1 - MIN_RATE) * torch.rand(batch_size, device=device, generator=generator)
+
+
+def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, rate=None):
+    """
+    idx (B, T) clean [prefix ; target ; padding]. Returns the scalar loss, normalised per target
+    token: N = the number of target tokens in the batch (sum over b of seq_len - prefix_len).
+
+    mask:    L = (1/N) sum_b (1/r_b) sum_{i in target_b, masked} -log p(x_i | noisy x)
+             an unbiased estimate of the negative ELBO per target token, an upper bound on the
+             per-token NLL (MDLM/LLaDA form; the 1/r weight is the ELBO's).
+    uniform: L = L(1) + L(2), L(k) = (1/N) sum over all target positions of -log p(x_i | input_k);
+             input_1 = the noisy sequence, input_2 = input_1 with every target position replaced by
+             argmax of the first pass's logits (no gradient through the argmax; prefix kept clean).
+    """
+    _check_noise(noise)
+    B, T = idx.shape
+    target = target_mask(prefix_len, seq_len, T)
+    rate = draw_rate(B, idx.device, generator) if rate is None else rate
+    noisy, corrupted = corrupt(idx, target, rate, noise, tok, generator)
+    n_target = target.sum().clamp(min=1)
+
+    def ce(logits, where):  # summed cross-entropy of the clean tokens at `where`
+        labels = idx.masked_fill(~where, -1)
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-1,
+                               reduction="none").view(B, T)
+
+    logits = model(noisy, prefix_len, seq_len, mode="diffusion")
+    if noise == "mask":
+        return (ce(logits, corrupted) / rate[:, None]).sum() / n_target
+    loss1 = ce(logits, target).sum() / n_target
+    with torch.no_grad():  # argmax has no gradient anyway; no_grad also frees its graph
+        guess = logits[..., : tok.mask_id].argmax(-1)
+    unrolled = torch.where(target, guess, noisy)
+    loss2 = ce(model(unrolled, prefix_len, seq_len, mode="diffusion"), target).sum() / n_target
+    return loss1 + loss2
+
+
+def commit_schedule(target_len, num_steps, schedule="linear"):
+    """Tokens to unmask at each step (a list summing to target_len, each >= 1)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    steps = min(num_steps, target_len)  # more steps than tokens would only repeat work
+    frac = [(s + 1) / steps for s in range(steps)]
+    if schedule == "cosine":  # MaskGIT: few tokens first, many at the end
+        frac = [1 - math.cos(math.pi / 2 * f) for f in frac]
+    done = [min(target_len, max(s + 1, round(target_len * f))) for s, f in enumerate(frac)]
+    done[-1] = target_len
+    return [d - p for d, p in zip(done, [0] + done[:-1])]
+
+
+@torch.no_grad()
+def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask", num_steps=10,
+                       temperature=0.2, num_samples=8, order="confidence", schedule="linear",
+                       threshold=None, generators=None, return_info=False):
+    """
+    Decode a fixed-length target canvas for each example of prefix (B, P) (right-padded, lengths
+    prefix_len). Defaults are the paper's (§4.1): 10 steps, temperature 0.2, 8 candidates per
+    example, keeping the one with the best model score (mean log-probability of the final canvas
+    under the final step's logits). The prefix's keys/values are computed once (prefix cache);
+    each step runs only the target positions.
+
+    mask:    confidence order unmasks the most probable sampled tokens first; random order unmasks
+             random positions (ancestral sampling); `threshold` also commits every token whose
+             probability passes it (at least the schedule's count, so num_steps is a cap and the
+             decoder stops early when the canvas is full).
+    uniform: the canvas starts as random tokens and every position is resampled at every step.
+    Returns tokens (B, target_len) and scores (B,); with return_info also a dict: "steps" (model
+    calls), "commits" (B*S, steps) tokens committed per step (mask only), "candidates" (B, S, L)
+    and "candidate_scores" (B, S).
+    """
+    _check_noise(noise)
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    if num_steps < 1 or num_samples < 1 or target_len < 1:
+        raise ValueError(f"num_steps, num_samples and target_len must be >= 1, got "
+                         f"{num_steps}, {num_samples}, {target_len}")
+    if prefix.dim() != 2 or prefix_len.shape != (prefix.size(0),):
+        raise ValueError(f"prefix must be (B, P) and prefix_len (B,), got {tuple(prefix.shape)}, "
+                         f"{tuple(prefix_len.shape)}")
+    B, S, L, device = prefix.size(0), num_samples, target_len, prefix.device
+    if int(prefix_len.max()) + L > model.config.block_size:
+        raise ValueError(f"prefix ({int(prefix_len.max())}) + target_len ({L}) exceeds block_size "
+                         f"{model.config.block_size}")
+    cache, _ = model.prefill(prefix, prefix_len, capacity=int(prefix_len.max()) + L)
+    cache.repeat_interleave(S)
+    P = prefix_len.repeat_interleave(S)  # (B*S,)
+
+    def rand(*shape):  # per-example noise for all S candidates of that example
+        return _rand((B, S, *shape), generators, device).flatten(0, 1)
+
+    if noise == "mask":
+        canvas = torch.full((B * S, L), tok.mask_id, dtype=torch.long, device=device)
+        counts = commit_schedule(L, num_steps, schedule)
+    else:
+        canvas = _randint(tok.n_ordinary, (B, S, L), generators, device).flatten(0, 1)
+        counts = [0] * num_steps
+    commits = []
+    for step in range(len(counts)):
+        logits = model(canvas, P, cache=cache, start=P, mode="diffusion").float()  # (B*S, L, V)
+        logits[..., tok.mask_id:] = float("-inf")  # never produce [MASK] or a spare id
+        gens = None if generators is None else [g for g in generators for _ in range(S)]
+        x0 = sample_logits(logits, temperature, generators=gens)  # (B*S, L)
+        if noise == "uniform":
+            canvas = x0
+            continue
+        masked = canvas == tok.mask_id
+        if order == "confidence":
+            conf = logits.softmax(-1).gather(-1, x0[..., None])[..., 0]
+        else:
+            conf = rand(L)
+        conf = conf.masked_fill(~masked, -1.0)
+        n_commit = torch.full((B * S,), counts[step], device=device)
+        if threshold is not None:
+            n_commit = torch.maximum(n_commit, (conf >= threshold).sum(-1))
+        rank = conf.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)  # 0 = most confident
+        commit = masked & (rank < n_commit[:, None])
+        canvas = torch.where(commit, x0, canvas)
+        commits.append(commit.sum(-1))
+        if threshold is not None and not bool((canvas == tok.mask_id).any()):
+            break
+    score = logits.log_softmax(-1).gather(-1, canvas[..., None])[..., 0].mean(-1).view(B, S)
+    best = score.argmax(-1)  # rerank: keep the candidate the model scores best (paper §4.1)
+    tokens = canvas.view(B, S, L)[torch.arange(B, device=device), best]
+    scores = score[torch.arange(B, device=device), best]
+    if return_info:
+        steps = len(commits) if noise == "mask" else len(counts)
+        return tokens, scores, dict(steps=steps, commits=torch.stack(commits, 1) if commits else None,
+                                    candidates=canvas.view(B, S, L), candidate_scores=score)
+    return tokens, scores
+
+
+def cut_at_eos(tokens, eos_id):
+    """(B, L) ids -> list of B lists, each cut before its first EOS."""
+    out = []
+    for row in tokens.tolist():
+        out.append(row[: row.index(eos_id)] if eos_id in row else row)
+    return out

@@ -1,0 +1,426 @@
+"""
+The decoder-only prefix-LM Transformer shared by AR and diffusion (GPT-2 compatible).
+
+Every sequence is [prefix ; target ; right padding]. One forward pass serves both objectives; they
+differ only in the attention rule (DESIGN §3):
+    prefix positions  attend to the whole prefix (bidirectionally), never to the target;
+    target positions  attend to the whole prefix and, within the target, causally (`ar`) or to
+                      every target position (`diffusion`);
+    padding           is never attended to (a padding position attends only to itself, so that
+                      its row is finite; its output is garbage and is never used).
+Because the prefix never sees the target, its keys/values are computed once and reused: by AR
+decoding (a KV cache) and by every diffusion step (the prefix cache). Prefix length 0 is GPT-2.
+
+    from model import GPT, GPTConfig
+    model = GPT(GPTConfig.preset("tiny", vocab_size=320))
+    logits = model(idx, prefix_len=P, seq_len=L, mode="diffusion")            # (B, T, V)
+    out = model.generate(prefix, prefix_len, max_new_tokens=64, eos_id=256)   # KV-cached AR
+    gpt2 = GPT.from_pretrained("gpt2")                                         # needs transformers
+"""
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MODES = ("ar", "diffusion")
+
+# Shapes: tiny/small for CPU, then the GPT-2 family (124M / 355M / 774M / 1.5B at the GPT-2 vocab).
+PRESETS = {
+    "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=256),
+    "small": dict(n_layer=6, n_head=6, n_embd=384, block_size=512),
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024),
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024, block_size=1024),
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280, block_size=1024),
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600, block_size=1024),
+}
+
+# Dense bf16 peak FLOP/s by device name, for MFU (datasheet numbers, no sparsity).
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12,
+              "4090": 165e12, "3090": 71e12}
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 320  # padded to a multiple of 64 by the tokenizer; spare ids hold specials
+    block_size: int = 256
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True  # GPT-2 has biases in Linear and LayerNorm
+
+    @classmethod
+    def preset(cls, name, **overrides):
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; expected one of {list(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+
+
+class KVCache:
+    """Keys/values of every layer at absolute positions [0, capacity) of each example."""
+
+    def __init__(self, config, batch_size, capacity, device, dtype):
+        if capacity > config.block_size:
+            raise ValueError(f"cache capacity {capacity} exceeds block_size {config.block_size}")
+        shape = (config.n_layer, batch_size, config.n_head, capacity, config.n_embd // config.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+
+    def repeat_interleave(self, n):
+        """n copies of every example (the `num_samples` candidates share one prefill)."""
+        self.k = self.k.repeat_interleave(n, dim=1)
+        self.v = self.v.repeat_interleave(n, dim=1)
+        return self
+
+
+def attention_mask(q_pos, k_pos, prefix_len, seq_len, mode):
+    """(B, 1, Tq, Tk) bool, True = may attend. Positions are absolute; see the module docstring."""
+    q = q_pos[:, :, None]  # (B, Tq, 1)
+    k = k_pos[None, None, :]  # (1, 1, Tk)
+    P = prefix_len[:, None, None]
+    rule = (k < P) | ((q >= P) & ((k <= q) if mode == "ar" else True))
+    return ((rule & (k < seq_len[:, None, None])) | (k == q)).unsqueeze(1)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.n_head, self.dropout = config.n_head, config.dropout
+
+    def forward(self, x, mask, cache=None, layer=0, pos=None):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if cache is not None:  # write this call's keys/values at their positions, attend to all
+            b = torch.arange(B, device=x.device)[:, None]
+            cache.k[layer, b, :, pos] = k.transpose(1, 2).to(cache.k.dtype)
+            cache.v[layer, b, :, pos] = v.transpose(1, 2).to(cache.v.dtype)
+            k, v = cache.k[layer].to(q.dtype), cache.v[layer].to(q.dtype)
+        dropout = self.dropout if self.training else 0.0
+        if isinstance(mask, str):  # no prefix, no padding: plain causal (flash) or full attention
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=mask == "ar")
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))  # GPT-2's GELU
+
+
+class Block(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, mask, cache=None, layer=0, pos=None):
+        x = x + self.resid_dropout(self.attn(self.ln_1(x), mask, cache, layer, pos))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied embeddings, as GPT-2
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by 1/sqrt(2L)
+            if name.endswith("c_proj.weight"):
+                torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding=True):
+        """Parameters (the tied wte/lm_head counted once); minus position embeddings by default."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    def forward(self, idx, prefix_len=None, seq_len=None, mode="ar", cache=None, start=None,
+                head=True):
+        """
+        idx (B, T) token ids; prefix_len (B,) prefix lengths (default 0: a causal LM); seq_len (B,)
+        real lengths, the rest is right padding (default: all real). With a `cache`, idx holds the
+        tokens at absolute positions start[b] + [0, T) of each example, their keys/values are
+        written into the cache, and seq_len defaults to start + T. Returns logits (B, T, V), or the
+        final hidden states (B, T, C) when head=False.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if idx.dim() != 2 or idx.dtype != torch.long:
+            raise ValueError(f"idx must be a (B, T) tensor of int64 token ids, got "
+                             f"{tuple(idx.shape)} {idx.dtype}")
+        B, T = idx.shape
+        for name, t in (("prefix_len", prefix_len), ("seq_len", seq_len), ("start", start)):
+            if t is not None and (t.shape != (B,) or t.dtype != torch.long):
+                raise ValueError(f"{name} must be a ({B},) int64 tensor, got {tuple(t.shape)} {t.dtype}")
+        limit = self.config.block_size if cache is None else cache.k.size(3)
+        if T > limit:
+            raise ValueError(f"sequence of {T} tokens exceeds the {'block_size' if cache is None else 'cache capacity'} {limit}")
+        device = idx.device
+        start = torch.zeros(B, dtype=torch.long, device=device) if start is None else start
+        pos = start[:, None] + torch.arange(T, device=device)  # (B, T) absolute positions
+        if cache is None and prefix_len is None and seq_len is None:
+            mask = mode  # fast path: a plain causal LM (ar) or full attention (diffusion)
+        else:
+            zeros = torch.zeros(B, dtype=torch.long, device=device)
+            prefix_len = zeros if prefix_len is None else prefix_len
+            seq_len = start + T if seq_len is None else seq_len
+            k_pos = torch.arange(T if cache is None else cache.k.size(3), device=device)
+            mask = attention_mask(pos, k_pos, prefix_len, seq_len, mode)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, mask, cache, i, pos)
+        x = self.transformer.ln_f(x)
+        return self.lm_head(x) if head else x
+
+    @torch.no_grad()
+    def prefill(self, prefix, prefix_len, capacity, dtype=None):
+        """Run the prefix once into a new KVCache of `capacity` positions; returns (cache, hidden)."""
+        dtype = dtype or self.transformer.wte.weight.dtype
+        cache = KVCache(self.config, prefix.size(0), capacity, prefix.device, dtype)
+        h = self(prefix, prefix_len, seq_len=prefix_len, cache=cache, head=False)
+        return cache, h
+
+    @torch.no_grad()
+    def generate(self, prefix, prefix_len, max_new_tokens, eos_id, temperature=0.0, top_k=None,
+                 generators=None, suppress_from=None):
+        """
+        Batched KV-cached AR decoding. prefix (B, P) right-padded, prefix_len (B,) >= 1. Each example
+        stops at its own EOS (later slots hold eos_id). Ids >= suppress_from (the [MASK] and spare
+        ids) are never produced. Returns (B, max_new_tokens) token ids.
+        """
+        B = prefix.size(0)
+        if int(prefix_len.min()) < 1:
+            raise ValueError("generate needs at least one prefix token per example (e.g. EOS as BOS)")
+        cap = int(prefix_len.max()) + max_new_tokens
+        if cap > self.config.block_size:
+            raise ValueError(f"prefix ({int(prefix_len.max())}) + max_new_tokens ({max_new_tokens}) "
+                             f"exceeds block_size {self.config.block_size}")
+        cache, h = self.prefill(prefix, prefix_len, cap)
+        logits = self.lm_head(h[torch.arange(B, device=prefix.device), prefix_len - 1])  # (B, V)
+        out = torch.full((B, max_new_tokens), eos_id, dtype=torch.long, device=prefix.device)
+        done = torch.zeros(B, dtype=torch.bool, device=prefix.device)
+        for t in range(max_new_tokens):
+            if suppress_from is not None:
+                logits[:, suppress_from:] = float("-inf")
+            nxt = sample_logits(logits[:, None], temperature, top_k, generators)[:, 0]
+            nxt = torch.where(done, eos_id, nxt)
+            out[:, t] = nxt
+            done = done | (nxt == eos_id)
+            if t + 1 == max_new_tokens or bool(done.all()):
+                break
+            logits = self(nxt[:, None], prefix_len, cache=cache, start=prefix_len + t)[:, -1]
+        return out
+
+    def flops_per_token(self, seq_len):
+        """Training FLOPs per token (forward + backward), PaLM appendix B: 6N + 12 L H Q T."""
+        c = self.config
+        return 6 * self.num_params() + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len
+
+    @classmethod
+    def from_hf(cls, hf_model, vocab_size=None):
+        """Our GPT from a Hugging Face GPT2LMHeadModel (explicit key mapping, every key asserted)."""
+        hc = hf_model.config
+        config = GPTConfig(vocab_size=vocab_size or -(-hc.vocab_size // 64) * 64, block_size=hc.n_positions,
+                           n_layer=hc.n_layer, n_head=hc.n_head, n_embd=hc.n_embd)
+        model = cls(config)
+        sd, hf = model.state_dict(), hf_model.state_dict()
+        hf = {k: v for k, v in hf.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+        transposed = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+        mapping = {"transformer.wpe.weight": "transformer.wpe.weight",
+                   "transformer.ln_f.weight": "transformer.ln_f.weight",
+                   "transformer.ln_f.bias": "transformer.ln_f.bias"}
+        for i in range(config.n_layer):
+            for name in ("ln_1.weight", "ln_1.bias", "ln_2.weight", "ln_2.bias", "attn.c_attn.bias",
+                         "attn.c_proj.bias", "mlp.c_fc.bias", "mlp.c_proj.bias") + transposed:
+                mapping[f"transformer.h.{i}.{name}"] = f"transformer.h.{i}.{name}"
+        used = set()
+        with torch.no_grad():
+            for ours, theirs in mapping.items():
+                w = hf[theirs].t() if theirs.endswith(transposed) else hf[theirs]  # HF Conv1D is (in, out)
+                assert sd[ours].shape == w.shape, f"{ours}: {tuple(sd[ours].shape)} vs {tuple(w.shape)}"
+                sd[ours].copy_(w)
+                used.add(theirs)
+            wte = hf["transformer.wte.weight"]  # (50257, C): spare rows get the mean embedding
+            sd["transformer.wte.weight"][: wte.size(0)].copy_(wte)
+            sd["transformer.wte.weight"][wte.size(0):].copy_(wte.mean(0))
+            used |= {"transformer.wte.weight", "lm_head.weight"}
+        assert set(hf) - used == set(), f"unmapped Hugging Face keys: {sorted(set(hf) - used)}"
+        assert set(sd) - set(mapping) == {"transformer.wte.weight", "lm_head.weight"}, "unset keys"
+        return model
+
+    @classmethod
+    def from_pretrained(cls, name="gpt2"):
+        """Download GPT-2 weights with transformers (imported lazily: it is optional)."""
+        if not name.startswith("gpt2") or name not in PRESETS:
+            raise ValueError(f"unknown GPT-2 model {name!r}; expected one of "
+                             f"{[p for p in PRESETS if p.startswith('gpt2')]}")
+        try:
+            from transformers import GPT2LMHeadModel
+        except ImportError as e:
+            raise ImportError("importing GPT-2 weights needs transformers: pip install transformers") from e
+        return cls.from_hf(GPT2LMHeadModel.from_pretrained(name))
+
+
+def sample_logits(logits, temperature=0.0, top_k=None, generators=None):
+    """
+    Token ids from logits (B, ..., V): argmax at temperature 0, else Gumbel-max sampling. The noise
+    is float64: in low precision, near-equal perturbed logits tie and bias the choice. With
+    `generators` (one torch.Generator per example), each example draws its own noise, so its
+    sample does not depend on the rest of the batch.
+    """
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.double() / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if generators is None:
+        u = torch.rand(logits.shape, device=logits.device, dtype=torch.float64)
+    else:
+        u = torch.stack([torch.rand(logits.shape[1:], generator=g, device=logits.device,
+                                    dtype=torch.float64) for g in generators])
+    gumbel = -torch.log(-torch.log(u.clamp_(1e-300, 1.0)))  # u = 1 gives +inf: clamp the inner log
+    return (logits + gumbel).argmax(-1)
+
+
+def make_generators(seeds, device):
+    """One seeded torch.Generator per example."""
+    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+
+def target_mask(prefix_len, seq_len, T):
+    """(B, T) bool: True at target positions (P <= i < seq_len), i.e. not prefix, not padding."""
+    i = torch.arange(T, device=prefix_len.device)[None]
+    return (i >= prefix_len[:, None]) & (i < seq_len[:, None])
+
+
+def ar_loss(model, idx, prefix_len, seq_len):
+    """Next-token cross-entropy on target tokens only (mean over the batch's target tokens)."""
+    logits = model(idx, prefix_len, seq_len, mode="ar")
+    labels = idx[:, 1:].masked_fill(~target_mask(prefix_len, seq_len, idx.size(1))[:, 1:], -1)
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-1)
+
+
+def peak_flops(device):
+    """Dense bf16 peak of a CUDA device by name (None when unknown or on CPU: no MFU then)."""
+    if torch.device(device).type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+def save_checkpoint(path, ckpt):
+    """torch.save into a temp file beside `path`, then rename: a crash leaves the old file intact."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path, device="cpu"):
+    """A checkpoint dict; its model state has `_orig_mod.` / `module.` prefixes stripped."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
+        raise ValueError(f"{path}: not an ar2diff checkpoint (needs 'model' and 'config')")
+    ckpt["model"] = {k.removeprefix("_orig_mod.").removeprefix("module."): v
+                     for k, v in ckpt["model"].items()}
+    return ckpt
+
+
+def model_from_checkpoint(ckpt, device="cpu"):
+    model = GPT(GPTConfig(**ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device)
+
+
+if __name__ == "__main__":
+    # Benchmark: forward+backward tokens/s (and MFU on CUDA) of a preset in `ar` vs `diffusion` mode.
+    #   python model.py --preset tiny                                    # CPU
+    #   python model.py --preset gpt2 --seq_len 1024 --batch_size 16 --device cuda --dtype bfloat16 --compile
+    import argparse
+    import time
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser.add_argument("--preset", default="tiny", help=f"model shape, one of {list(PRESETS)}")
+    parser.add_argument("--vocab_size", type=int, default=320, help="320 = byte tokenizer, 50304 = gpt2")
+    parser.add_argument("--batch_size", type=int, default=32, help="sequences per step")
+    parser.add_argument("--seq_len", type=int, default=256, help="tokens per sequence (<= block_size)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per mode (after 3 warm-up)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu|cuda")
+    parser.add_argument("--dtype", default="float32", help="float32|bfloat16 (autocast)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    cfg = GPTConfig.preset(args.preset, vocab_size=args.vocab_size)
+    model = GPT(cfg).to(args.device)
+    fwd = torch.compile(model) if args.compile else model
+    B, T = args.batch_size, args.seq_len
+    idx = torch.randint(cfg.vocab_size, (B, T), device=args.device)
+    prefix_len = torch.randint(1, T, (B,), device=args.device)  # prefix LM: a random split point
+    seq_len = torch.full((B,), T, device=args.device)
+    autocast = torch.autocast(torch.device(args.device).type, dtype=getattr(torch, args.dtype),
+                              enabled=args.dtype != "float32")
+    peak = peak_flops(args.device)
+    print(f"{args.preset}: {model.num_params() / 1e6:.2f}M params, batch {B} x {T}, {args.device} "
+          f"{args.dtype}{' compiled' if args.compile else ''}")
+    for mode in MODES:
+        for i in range(args.steps + 3):
+            if i == 3:
+                if args.device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+            with autocast:
+                logits = fwd(idx, prefix_len, seq_len, mode=mode)
+                loss = F.cross_entropy(logits.flatten(0, 1).float(), idx.flatten())
+            loss.backward()
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        tok_s = B * T * args.steps / (time.perf_counter() - t0)
+        mfu = f", MFU {model.flops_per_token(T) * tok_s / peak:.1%}" if peak else ""
+        print(f"{mode:9s}: {tok_s:,.0f} tokens/s (forward+backward){mfu}")

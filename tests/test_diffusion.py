@@ -1,0 +1,202 @@
+"""The diffusion process: noise statistics, losses on hand-computed toy cases, sampler invariants."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from data.tokenizer import get_tokenizer
+from diffusion import (commit_schedule, corrupt, cut_at_eos, diffusion_generate, diffusion_loss)
+from model import GPT, GPTConfig, make_generators, target_mask
+
+TOK = get_tokenizer("byte")
+
+
+def test_corrupted_fraction_matches_rate():
+    g = torch.Generator().manual_seed(0)
+    B, T = 30, 400
+    idx = torch.randint(0, 256, (B, T), generator=g)
+    P = torch.full((B,), 50)
+    L = torch.full((B,), 350)
+    rate = torch.tensor([0.1, 0.5, 0.9]).repeat(10)
+    target = target_mask(P, L, T)
+    for noise in ("mask", "uniform"):
+        noisy, corrupted = corrupt(idx, target, rate, noise, TOK, generator=g)
+        frac = corrupted[:, 50:350].float().mean(1)
+        for r in (0.1, 0.5, 0.9):  # 3000 Bernoulli draws per rate: std < 0.01
+            assert abs(frac[rate == r].mean().item() - r) < 0.03
+        assert not corrupted[:, :50].any() and not corrupted[:, 350:].any()  # prefix, padding
+        assert (noisy[~target] == idx[~target]).all()
+        if noise == "mask":
+            assert (noisy[corrupted] == TOK.mask_id).all() and (noisy[~corrupted] == idx[~corrupted]).all()
+
+
+def test_uniform_replacements_cover_ordinary_vocabulary():
+    g = torch.Generator().manual_seed(1)
+    idx = torch.full((64, 512), 65)
+    ones = torch.ones(64, dtype=torch.long)
+    target = target_mask(0 * ones, 512 * ones, 512)
+    noisy, corrupted = corrupt(idx, target, torch.ones(64), "uniform", TOK, generator=g)
+    assert corrupted.all()
+    counts = torch.bincount(noisy.flatten(), minlength=TOK.vocab_size)
+    assert counts[TOK.n_ordinary:].sum() == 0  # never EOS, [MASK] or a spare id
+    expected = noisy.numel() / TOK.n_ordinary  # 128 per token
+    chi2 = ((counts[:TOK.n_ordinary] - expected) ** 2 / expected).sum().item()
+    assert chi2 < 256 + 5 * math.sqrt(2 * 256)  # chi-square, 255 dof: mean 255, sd 22.6
+
+
+class Table(nn.Module):
+    """A toy 'model': logits at a position depend only on the token there (logits = W[token])."""
+
+    def __init__(self, V, seed=0):
+        super().__init__()
+        self.W = nn.Parameter(torch.randn(V, V, generator=torch.Generator().manual_seed(seed)))
+        self.calls = []
+
+    def forward(self, idx, prefix_len, seq_len, mode):
+        self.calls.append((idx.clone(), mode))
+        return self.W[idx]
+
+
+def nll(W, given, want):
+    z = W[given].tolist()
+    return -(z[want] - math.log(sum(math.exp(v) for v in z)))
+
+
+def toy_batch():
+    idx = torch.tensor([[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 0, 0]])
+    return idx, torch.tensor([2, 1]), torch.tensor([6, 4])  # targets: 4 tokens and 3 tokens
+
+
+def test_mask_loss_hand_computed():
+    tok = TOK
+    model = Table(tok.vocab_size)
+    idx, P, L = toy_batch()
+    rate = torch.tensor([0.5, 0.25])
+    loss = diffusion_loss(model, idx, P, L, "mask", tok, generator=torch.Generator().manual_seed(3), rate=rate)
+    noisy, corrupted = corrupt(idx, target_mask(P, L, 6), rate, "mask", tok, torch.Generator().manual_seed(3))
+    assert corrupted.any()
+    assert (model.calls[0][0] == noisy).all() and model.calls[0][1] == "diffusion"
+    total = 0.0
+    for b in range(2):
+        for i in range(6):
+            if corrupted[b, i]:
+                total += nll(model.W, tok.mask_id, int(idx[b, i])) / rate[b].item()
+    assert loss.item() == pytest.approx(total / 7, rel=1e-5)  # 7 target tokens in the batch
+
+
+def test_uniform_loss_hand_computed_and_no_grad_through_argmax():
+    tok = TOK
+    model = Table(tok.vocab_size, seed=1)
+    idx, P, L = toy_batch()
+    rate = torch.tensor([0.9, 0.6])
+    loss = diffusion_loss(model, idx, P, L, "uniform", tok, generator=torch.Generator().manual_seed(4), rate=rate)
+    target = target_mask(P, L, 6)
+    noisy, _ = corrupt(idx, target, rate, "uniform", tok, torch.Generator().manual_seed(4))
+    (first, _), (second, _) = model.calls
+    assert (first == noisy).all()
+    l1 = l2 = 0.0
+    for b in range(2):
+        for i in range(6):
+            if target[b, i]:
+                guess = int(model.W[int(noisy[b, i]), : tok.mask_id].argmax())
+                assert second[b, i] == guess  # the second pass sees the argmax of the first
+                l1 += nll(model.W, int(noisy[b, i]), int(idx[b, i]))
+                l2 += nll(model.W, guess, int(idx[b, i]))
+            else:
+                assert second[b, i] == idx[b, i]  # prefix (and padding) kept clean
+    assert loss.item() == pytest.approx((l1 + l2) / 7, rel=1e-5)
+    # gradient = that of L1(W) + L2(W) with the second pass's input held constant
+    loss.backward()
+    grad = model.W.grad.clone()
+    model.W.grad = None
+    ce = nn.functional.cross_entropy
+    ref = (ce(model.W[first[target]], idx[target], reduction="sum")
+           + ce(model.W[second[target]], idx[target], reduction="sum")) / 7
+    ref.backward()
+    torch.testing.assert_close(grad, model.W.grad)
+
+
+def small_model(seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=TOK.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=32)).eval()
+
+
+def prefix_batch():
+    prefix = torch.randint(0, 256, (2, 7), generator=torch.Generator().manual_seed(0))
+    return prefix, torch.tensor([7, 3])
+
+
+@pytest.mark.parametrize("L,steps,schedule", [(20, 10, "linear"), (23, 7, "cosine"), (5, 10, "linear")])
+def test_mask_sampler_follows_schedule(L, steps, schedule):
+    prefix, P = prefix_batch()
+    tokens, _, info = diffusion_generate(small_model(), prefix, P, L, TOK, num_steps=steps, num_samples=2,
+                                         schedule=schedule, return_info=True)
+    counts = commit_schedule(L, steps, schedule)
+    assert sum(counts) == L and min(counts) >= 1
+    assert info["steps"] == len(counts)
+    assert (info["commits"] == torch.tensor(counts)).all()  # every candidate, every step
+    assert not (info["candidates"] == TOK.mask_id).any()  # no [MASK] left after num_steps
+    assert tokens.max() <= TOK.eos_id
+
+
+def test_random_order_and_uniform_sampler():
+    prefix, P = prefix_batch()
+    model = small_model()
+    tokens, _ = diffusion_generate(model, prefix, P, 16, TOK, order="random", generators=make_generators([1, 2], "cpu"))
+    assert not (tokens == TOK.mask_id).any()
+    tokens, _, info = diffusion_generate(model, prefix, P, 16, TOK, noise="uniform", num_steps=4, return_info=True)
+    assert info["steps"] == 4 and tokens.max() <= TOK.eos_id
+
+
+def test_threshold_sampler():
+    prefix, P = prefix_batch()
+    model = small_model()
+    _, _, info = diffusion_generate(model, prefix, P, 16, TOK, num_steps=16, threshold=0.0, return_info=True)
+    assert info["steps"] == 1  # every token passes a threshold of 0
+    _, _, never = diffusion_generate(model, prefix, P, 16, TOK, num_steps=16, threshold=1.1, return_info=True)
+    assert never["steps"] == 16 and (never["commits"] == 1).all()  # at least one per step
+    with torch.no_grad():  # a confident model: one byte dominates every prediction
+        model.transformer.ln_f.weight.zero_()
+        v = model.transformer.ln_f.bias.fill_(0.1)
+        model.lm_head.weight[ord("a")] = v * 8 / v.pow(2).sum()
+    toks, _, info = diffusion_generate(model, prefix, P, 16, TOK, num_steps=16, threshold=0.9, return_info=True)
+    assert info["steps"] < 16 and (info["commits"] >= 1).all() and not (toks == TOK.mask_id).any()
+
+
+def test_sampler_seed_and_rerank():
+    prefix, P = prefix_batch()
+    model = small_model()
+    kw = dict(num_steps=4, temperature=1.0, num_samples=4, return_info=True)
+    a = diffusion_generate(model, prefix, P, 12, TOK, generators=make_generators([5, 6], "cpu"), **kw)
+    b = diffusion_generate(model, prefix, P, 12, TOK, generators=make_generators([5, 6], "cpu"), **kw)
+    c = diffusion_generate(model, prefix, P, 12, TOK, generators=make_generators([7, 8], "cpu"), **kw)
+    assert (a[0] == b[0]).all() and not (a[2]["candidates"] == c[2]["candidates"]).all()
+    for tokens, scores, info in (a, c):
+        best = info["candidate_scores"].argmax(-1)
+        assert (tokens == info["candidates"][torch.arange(2), best]).all()
+        assert (scores == info["candidate_scores"].max(-1).values).all()
+        assert len(set(info["candidate_scores"][0].tolist())) > 1  # candidates really differ
+
+
+def test_cut_at_eos():
+    eos = TOK.eos_id
+    assert cut_at_eos(torch.tensor([[1, 2, eos, 3, eos], [4, 5, 6, 7, 8]]), eos) == [[1, 2], [4, 5, 6, 7, 8]]
+
+
+def test_bad_input():
+    prefix, P = prefix_batch()
+    model = small_model()
+    idx, Pt, L = toy_batch()
+    with pytest.raises(ValueError, match="noise"):
+        diffusion_loss(model, idx, Pt, L, "gaussian", TOK)
+    with pytest.raises(ValueError, match="noise"):
+        diffusion_generate(model, prefix, P, 8, TOK, noise="gaussian")
+    with pytest.raises(ValueError, match="order"):
+        diffusion_generate(model, prefix, P, 8, TOK, order="left-to-right")
+    with pytest.raises(ValueError, match="num_steps"):
+        diffusion_generate(model, prefix, P, 8, TOK, num_steps=0)
+    with pytest.raises(ValueError, match="block_size"):
+        diffusion_generate(model, prefix, P, 60, TOK)
+    with pytest.raises(ValueError, match="schedule"):
+        commit_schedule(8, 2, "exponential")
