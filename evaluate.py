@@ -1,0 +1,231 @@
+"""
+Evaluate a checkpoint (AR or diffusion) on a task split, or score a predictions file without a model.
+
+    # run a model: predictions are appended as they are made (an interrupted run continues),
+    # then metrics.json is written and the metric printed
+    python evaluate.py --ckpt out/ft/ckpt.pt --task_dir data/squad --split devsplit_eval --limit 200
+    # score an existing file (no model): SQuAD's official {id: answer} JSON, one line per segment
+    # for translation, {"task_id", "completion"} lines (several per task) for code
+    python evaluate.py --task squad --split dev --predictions preds.json
+    python evaluate.py --task wmt14_enfr --split test --predictions hyp.txt
+    python evaluate.py --task mbpp --split test --predictions preds.jsonl --k 1,10
+    # a Table-2-like markdown table from {model: {task: metrics}} JSON files
+    python evaluate.py --table out/tiny/results.json
+
+Decoding defaults are the paper's (§4.1): diffusion 10 steps, temperature 0.2, 8 candidates reranked
+by model score; AR greedy for translation and QA, temperature sampling (0.8, our choice: the paper
+does not give it) for code.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+import zlib
+
+import torch
+
+from data.common import atomic_write, read_json, write_json
+from data.loader import encode_task, pad_batch
+from data.tasks import load_split, load_task, read_predictions, score
+from data.tokenizer import get_tokenizer
+from diffusion import ORDERS, SCHEDULES, cut_at_eos, diffusion_generate
+from model import load_checkpoint, make_generators, model_from_checkpoint
+
+MAIN_METRIC = {"bleu": "bleu", "squad": "f1", "pass@k": "pass@1"}
+TABLE_ROWS = ("AR", "diffusion", "AR2Diff_0")  # then every AR2Diff_N, in order
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description="Evaluate a checkpoint on a task, or score predictions.")
+    p.add_argument("--ckpt", help="checkpoint to run (AR or diffusion)")
+    p.add_argument("--task", help="task name: its data folder defaults to data/<task>")
+    p.add_argument("--task_dir", help="prepared task folder (default: data/<task>, or the checkpoint's)")
+    p.add_argument("--split", default="test", help="split file to evaluate: <task_dir>/<split>.jsonl")
+    p.add_argument("--predictions", help="score this predictions file instead of running a model")
+    p.add_argument("--table", nargs="+", help="print a markdown table from results JSON files")
+    p.add_argument("--out_dir", help="where predictions.jsonl and metrics.json go (default: beside the ckpt)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N examples (0 = all)")
+    p.add_argument("--batch_size", type=int, default=32, help="examples decoded together")
+    p.add_argument("--target_len", type=int, default=0, help="output length in tokens (default: the ckpt's)")
+    p.add_argument("--num_steps", type=int, default=10, help="diffusion denoising steps (paper: 10)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature (default: diffusion 0.2; AR 0, or 0.8 for code)")
+    p.add_argument("--num_samples", type=int, default=8, help="diffusion candidates reranked per output (paper: 8)")
+    p.add_argument("--order", default="confidence", choices=ORDERS, help="mask unmasking order")
+    p.add_argument("--schedule", default="linear", choices=SCHEDULES, help="tokens unmasked per step")
+    p.add_argument("--threshold", type=float, default=None, help="adaptive: also unmask tokens above this probability")
+    p.add_argument("--top_k", type=int, default=None, help="AR sampling: keep the k likeliest tokens")
+    p.add_argument("--num_outputs", type=int, default=1, help="outputs per example (pass@k needs n >= k)")
+    p.add_argument("--k", default="1", help="comma-separated k for pass@k")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per sandboxed program")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (each example draws its own noise)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu|cuda")
+    p.add_argument("--dtype", default="bfloat16" if torch.cuda.is_available() else "float32",
+                   help="autocast dtype on CUDA: bfloat16|float32")
+    return p.parse_args(argv)
+
+
+def example_seed(seed, row_id, j):
+    """A seed per (example, output): an output never depends on batching or on resuming."""
+    return zlib.crc32(f"{seed}|{row_id}|{j}".encode())
+
+
+@torch.no_grad()
+def predict(model, ckpt, tok, rows, args, on_batch=None):
+    """Generated text for every (row, output j); returns {str(id): [text, ...]} in row order."""
+    diffusion = ckpt["objective"] == "diffusion"
+    L = args.target_len or ckpt.get("target_len")
+    if not L:
+        raise ValueError("--target_len is needed: the checkpoint records no target_len")
+    temperature = args.temperature if args.temperature is not None else (0.2 if diffusion else 0.0)
+    examples = encode_task(tok, rows, L, model.config.block_size, ckpt["objective"])
+    jobs = [(i, j) for i in range(len(rows)) for j in range(args.num_outputs)]
+    out = {}
+    device_type = torch.device(args.device).type
+    autocast = torch.autocast(device_type, dtype=getattr(torch, args.dtype), enabled=args.dtype != "float32")
+    for s in range(0, len(jobs), args.batch_size):
+        chunk = jobs[s: s + args.batch_size]
+        prefix, prefix_len = pad_batch([examples[i][0] for i, _ in chunk], tok.eos_id, args.device)
+        gens = make_generators([example_seed(args.seed, rows[i]["id"], j) for i, j in chunk], args.device)
+        with autocast:
+            if diffusion:
+                tokens, _ = diffusion_generate(
+                    model, prefix, prefix_len, L, tok, noise=ckpt["noise"], num_steps=args.num_steps,
+                    temperature=temperature, num_samples=args.num_samples, order=args.order,
+                    schedule=args.schedule, threshold=args.threshold, generators=gens)
+            else:
+                tokens = model.generate(prefix, prefix_len, L, tok.eos_id, temperature=temperature,
+                                        top_k=args.top_k, generators=gens, suppress_from=tok.mask_id)
+        texts = [tok.decode(ids) for ids in cut_at_eos(tokens, tok.eos_id)]
+        batch = [(str(rows[i]["id"]), j, text) for (i, j), text in zip(chunk, texts)]
+        for key, _, text in batch:
+            out.setdefault(key, []).append(text)
+        if on_batch:
+            on_batch(batch)
+    return out
+
+
+def to_metric_format(metric, outputs):
+    """{id: [texts]} -> what data.tasks.score takes: one string (bleu, squad) or all samples (pass@k)."""
+    if metric == "pass@k":
+        return outputs
+    return {k: " ".join(v[0].split()) for k, v in outputs.items()}  # one line, single spaces
+
+
+def run_model(args, task_dir, meta, rows):
+    ckpt = load_checkpoint(args.ckpt, args.device)
+    tok = get_tokenizer(ckpt["tokenizer"])
+    model = model_from_checkpoint(ckpt, args.device).eval()
+    out_dir = args.out_dir or os.path.join(os.path.dirname(os.path.abspath(args.ckpt)),
+                                           f"eval_{meta['task']}_{args.split}")
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "predictions.jsonl")
+    settings = {k: getattr(args, k) for k in ("split", "limit", "target_len", "num_steps", "temperature",
+                                               "num_samples", "order", "schedule", "threshold", "top_k",
+                                               "num_outputs", "seed")}
+    settings_path = os.path.join(out_dir, "settings.json")
+    if os.path.exists(settings_path) and read_json(settings_path) != settings:
+        raise ValueError(f"{out_dir} holds predictions made with other settings "
+                         f"{read_json(settings_path)}; delete it or pass another --out_dir")
+    write_json(settings_path, settings)
+    done = {}
+    if os.path.exists(path):  # continue an interrupted run: keep every complete line
+        records = []
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass  # the last line of a killed run may be cut short
+        for rec in records:
+            done.setdefault(rec["id"], {})[rec["j"]] = rec["text"]
+        atomic_write(path, lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    todo = [r for r in rows if len(done.get(str(r["id"]), {})) < args.num_outputs]
+    print(f"{args.ckpt}: {ckpt['objective']}{'/' + ckpt['noise'] if ckpt.get('noise') else ''}, "
+          f"step {ckpt.get('step')}; {len(rows) - len(todo)} of {len(rows)} examples already done")
+
+    def on_batch(batch):  # append each batch as soon as it is decoded
+        with open(path, "a", encoding="utf-8") as f:
+            for key, j, text in batch:
+                f.write(json.dumps({"id": key, "j": j, "text": text}, ensure_ascii=False) + "\n")
+                done.setdefault(key, {})[j] = text
+            f.flush()
+            os.fsync(f.fileno())
+
+    t0 = time.time()
+    from tqdm import tqdm
+    for s in tqdm(range(0, len(todo), args.batch_size), desc="decoding", disable=not todo):
+        predict(model, ckpt, tok, todo[s: s + args.batch_size], args, on_batch)
+    elapsed = time.time() - t0
+    outputs = {str(r["id"]): [done[str(r["id"])][j] for j in range(args.num_outputs)] for r in rows}
+    metrics = score(meta["metric"], rows, to_metric_format(meta["metric"], outputs),
+                    **({"ks": parse_ks(args.k), "timeout": args.timeout} if meta["metric"] == "pass@k" else {}))
+    metrics.pop("results", None)
+    metrics.update(task=meta["task"], ckpt=os.path.abspath(args.ckpt), step=ckpt.get("step"),
+                   objective=ckpt["objective"], noise=ckpt.get("noise"), examples=len(rows),
+                   decode_seconds=round(elapsed, 2), settings=settings)
+    write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    return metrics
+
+
+def parse_ks(text):
+    try:
+        ks = sorted({int(k) for k in str(text).split(",")})
+    except ValueError:
+        raise SystemExit(f"--k must be comma-separated integers, got {text!r}")
+    if ks[0] < 1:
+        raise SystemExit(f"--k values must be >= 1, got {text!r}")
+    return ks
+
+
+def markdown_table(results):
+    """{model: {task: metrics}} -> Table-2-like markdown (rows: AR, diffusion, AR2Diff_0, AR2Diff_N)."""
+    tasks = sorted({t for per in results.values() for t in per})
+    rows = [r for r in TABLE_ROWS if r in results] + [r for r in results if r not in TABLE_ROWS]
+    kind = {t: m["metric"] for per in results.values() for t, m in per.items()}
+    lines = ["| model | " + " | ".join(f"{t} ({MAIN_METRIC[kind[t]]})" for t in tasks) + " |",
+             "|---" * (len(tasks) + 1) + "|"]
+    for r in rows:
+        cells = [f"{results[r][t][MAIN_METRIC[kind[t]]]:.1f}" if t in results[r] else "–" for t in tasks]
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = get_args(argv)
+    if args.table:
+        results = {}
+        for path in args.table:
+            results.update(read_json(path))
+        print(markdown_table(results))
+        return results
+    if bool(args.ckpt) == bool(args.predictions):
+        raise SystemExit("give either --ckpt (run a model) or --predictions (score a file)")
+    for flag in ("num_steps", "num_samples", "num_outputs", "batch_size"):
+        if getattr(args, flag) < 1:
+            raise SystemExit(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    task_dir = args.task_dir or (f"data/{args.task}" if args.task else None)
+    if task_dir is None and args.ckpt:
+        task_dir = load_checkpoint(args.ckpt).get("task_dir")
+    if task_dir is None:
+        raise SystemExit("give --task or --task_dir")
+    meta = load_task(task_dir)
+    rows = load_split(task_dir, args.split)
+    rows = rows[: args.limit] if args.limit else rows
+    if args.predictions:
+        predictions = read_predictions(meta["metric"], args.predictions, rows)
+        kw = {"ks": parse_ks(args.k), "timeout": args.timeout} if meta["metric"] == "pass@k" else {}
+        metrics = score(meta["metric"], rows, predictions, **kw)
+        metrics.pop("results", None)
+    else:
+        metrics = run_model(args, task_dir, meta, rows)
+    print(json.dumps(metrics, ensure_ascii=False))
+    return metrics
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as e:  # bad input: a clear message, not a stack trace
+        sys.exit(f"error: {e}")
