@@ -173,7 +173,8 @@ def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask",
             continue
         masked = canvas == tok.mask_id
         if order == "confidence":
-            conf = logits.softmax(-1).gather(-1, x0[..., None])[..., 0]
+            # p(x0) = exp(logit - logsumexp): no (B*S, L, V) softmax tensor
+            conf = (logits.gather(-1, x0[..., None])[..., 0] - logits.logsumexp(-1)).exp()
         else:
             conf = rand(L)
         conf = conf.masked_fill(~masked, -1.0)

@@ -1,0 +1,168 @@
+"""sample.py: generation from AR and diffusion checkpoints, the AR-vs-diffusion timing, flag errors."""
+import json
+
+import pytest
+import torch
+
+import sample
+from data.tokenizer import get_tokenizer
+from model import GPT, GPTConfig, save_checkpoint
+
+TOK = get_tokenizer("byte")
+CONFIG = dict(vocab_size=TOK.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=32)
+
+
+def make_ckpt(path, objective, noise=None, target_len=16, eos_lover=False, seed=0):
+    """A random tiny checkpoint; eos_lover: every position's argmax is EOS (an AR model that stops at once)."""
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(**CONFIG))
+    if eos_lover:  # final hidden state = e for every input, and only EOS's embedding points along e
+        with torch.no_grad():
+            model.transformer.ln_f.weight.zero_()
+            model.transformer.ln_f.bias.zero_()
+            model.transformer.ln_f.bias[0] = 1.0
+            model.transformer.wte.weight[:, 0] = 0.0
+            model.transformer.wte.weight[TOK.eos_id, 0] = 10.0
+    ckpt = dict(model=model.state_dict(), config=CONFIG, tokenizer=TOK.state(), objective=objective,
+                noise=noise, step=7)
+    if target_len is not None:
+        ckpt["target_len"] = target_len
+    save_checkpoint(path, ckpt)
+    return str(path), ckpt
+
+
+@pytest.fixture
+def ckpts(tmp_path):
+    return {name: make_ckpt(tmp_path / f"{name}.pt", *spec)[0] for name, spec in
+            dict(ar=("ar",), mask=("diffusion", "mask"), uniform=("diffusion", "uniform")).items()}
+
+
+FAST = ["--repeats", "1", "--warmup", "0"]
+
+
+def test_compare_json_holds_latencies_and_their_speedups(tmp_path, capsys):
+    out, png = tmp_path / "speed.json", tmp_path / "speed.png"
+    result = sample.main(["--compare", "--preset", "tiny", "--tokenizer", "byte", "--block_size", "40",
+                          "--lengths", "8,24", "--num_steps", "2,4", "--threshold", "0.9",
+                          "--json", str(out), "--plot", str(png), *FAST])
+    data = json.loads(out.read_text())
+    assert data == json.loads(json.dumps(result))
+    s = data["settings"]
+    assert s["config"]["block_size"] == 40 and s["num_samples"] == 1 and s["threshold"] == 0.9
+    assert [r["length"] for r in data["results"]] == [8, 24]
+    for r in data["results"]:
+        ar = r["ar"]
+        assert ar["calls"] == r["length"] and ar["latency_s"] > 0
+        assert ar["per_call_s"] == pytest.approx(ar["latency_s"] / r["length"], rel=1e-12)
+        for key in ("diffusion", "threshold"):
+            assert set(r[key]) == {"2", "4"}
+            for steps, d in r[key].items():
+                assert d["latency_s"] > 0
+                assert d["speedup"] == pytest.approx(ar["latency_s"] / d["latency_s"], rel=1e-12)
+                assert d["tokens_per_s"] == pytest.approx(r["length"] / d["latency_s"], rel=1e-12)
+                assert d["per_call_s"] == pytest.approx(d["latency_s"] / d["calls"], rel=1e-12)
+        # random weights: no token reaches probability 0.9, so the threshold sampler runs every step
+        assert [r["diffusion"][k]["calls"] for k in ("2", "4")] == [2, 4]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = capsys.readouterr().out
+    assert "diffusion, 4 steps" in table and "threshold 0.9, <=2 steps" in table and "speedup" in table
+
+
+def test_compare_times_one_model_and_full_length_ar(tmp_path, monkeypatch):
+    """Both decoders get the very model loaded from --ckpt, and AR produces every requested token
+    even from a model whose greedy choice is always EOS."""
+    path, ckpt = make_ckpt(tmp_path / "eos.pt", "ar", eos_lover=True)
+    seen = {"ar": [], "diffusion": []}
+    generate, diffusion_generate = GPT.generate, sample.diffusion_generate
+
+    def ar_spy(self, prefix, prefix_len, max_new_tokens, *a, **k):
+        out = generate(self, prefix, prefix_len, max_new_tokens, *a, **k)
+        seen["ar"].append((self, out))
+        return out
+
+    def diffusion_spy(model, *a, **k):
+        seen["diffusion"].append(model)
+        return diffusion_generate(model, *a, **k)
+
+    monkeypatch.setattr(GPT, "generate", ar_spy)
+    monkeypatch.setattr(sample, "diffusion_generate", diffusion_spy)
+    sample.main(["--compare", "--ckpt", path, "--lengths", "8,16", "--num_steps", "2", *FAST])
+    models = {id(m) for m, _ in seen["ar"]} | {id(m) for m in seen["diffusion"]}
+    assert len(models) == 1 and len(seen["ar"]) == 2 and len(seen["diffusion"]) == 2
+    model = seen["diffusion"][0]
+    for k, v in ckpt["model"].items():
+        assert torch.equal(model.state_dict()[k], v), k
+    for (_, out), L in zip(seen["ar"], (8, 16)):
+        assert out.shape == (1, L) and not (out == TOK.eos_id).any()
+    # the same model generating normally stops at once: the suppression above is what made it run
+    assert sample.main(["--ckpt", path, "--prompt", "hi"]) == [""]
+
+
+@pytest.mark.parametrize("name", ["ar", "mask", "uniform"])
+def test_generate_from_checkpoint_is_seeded(ckpts, name, capsys):
+    argv = ["--ckpt", ckpts[name], "--prompt", "Hello", "--temperature", "1.0", "--num_outputs", "2"]
+    first = sample.main(argv + ["--seed", "3"])
+    printed = capsys.readouterr().out
+    assert "--- output 1" in printed and first[1] in printed and len(first) == 2
+    assert sample.main(argv + ["--seed", "3"]) == first  # reproducible
+    assert capsys.readouterr().out == printed
+    assert sample.main(argv + ["--seed", "4"]) != first
+    # output i depends on its own seed only, not on how many outputs were asked for
+    assert sample.main(argv[:-2] + ["--seed", "4"]) == [sample.main(argv + ["--seed", "4"])[0]]
+
+
+def test_generate_lengths_and_prompt_file(ckpts, tmp_path, capsys):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("Hello\n")
+    a = sample.main(["--ckpt", ckpts["mask"], "--prompt_file", str(prompt), "--num_steps", "3",
+                     "--num_samples", "2", "--schedule", "cosine", "--temperature", "0"])
+    assert a == sample.main(["--ckpt", ckpts["mask"], "--prompt", "Hello", "--num_steps", "3",
+                             "--num_samples", "2", "--schedule", "cosine", "--temperature", "0"])
+    assert "16 tokens" in capsys.readouterr().out  # the checkpoint's target_len
+    sample.main(["--ckpt", ckpts["ar"], "--target_len", "5"])
+    assert "5 tokens" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ckpt,argv,flag", [
+    ("ar", ["--num_steps", "10"], "--num_steps"),
+    ("ar", ["--threshold", "0.9", "--num_samples", "4"], "--num_samples"),
+    ("ar", ["--order", "random"], "--order"),
+    ("mask", ["--top_k", "5"], "--top_k"),
+    ("mask", ["--num_steps", "0"], "--num_steps"),
+    ("mask", ["--num_steps", "10,20"], "--num_steps"),
+    ("mask", ["--threshold", "1.5"], "--threshold"),
+    ("mask", ["--temperature", "-1"], "--temperature"),
+    ("mask", ["--target_len", "60", "--prompt", "Hello"], "--target_len"),
+    ("uniform", ["--threshold", "0.5"], "--threshold"),
+    ("ar", ["--lengths", "8"], "--lengths"),
+    ("ar", ["--compare", "--preset", "tiny"], "--preset"),
+    ("ar", ["--compare", "--top_k", "3"], "--top_k"),
+    ("ar", ["--compare", "--lengths", "8,60"], "--lengths"),
+    (None, ["--compare", "--block_size", "64", "--lengths", "60"], "--block_size"),
+    (None, ["--prompt", "hi"], "--ckpt"),
+    ("missing", [], "--ckpt"),
+])
+def test_bad_flags_name_the_flag(ckpts, tmp_path, capsys, ckpt, argv, flag):
+    path = str(tmp_path / "missing.pt") if ckpt == "missing" else ckpts.get(ckpt)
+    with pytest.raises(SystemExit) as e:
+        sample.main((["--ckpt", path] if path else []) + argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("objective,noise", [("ar", None), ("diffusion", "mask")])
+def test_train_checkpoint_round_trips(tmp_path, capsys, objective, noise):
+    """A task checkpoint written by train.py generates with its own objective and target_len."""
+    import train
+    from tests.tiny_data import tiny_flags, write_tiny_task
+    task = write_tiny_task(tmp_path / "task")
+    out = tmp_path / "run"
+    train.main(tiny_flags(task, out, max_steps=2, eval_interval=2, eval_examples=4)
+               + ["--objective", objective] + (["--noise", noise] if noise else []))
+    capsys.readouterr()
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    texts = sample.main(["--ckpt", str(out / "ckpt.pt"), "--prompt", "reverse: abc", "--num_outputs", "2"])
+    printed = capsys.readouterr().out
+    assert len(texts) == 2 and f"# {out / 'ckpt.pt'}: {objective}, step {ckpt['step']}" in printed
+    assert f"{ckpt['target_len']} tokens" in printed and "--- output 1" in printed
