@@ -1,0 +1,40 @@
+"""A tiny byte-level corpus and task, written by the training tests, and the flags of a tiny run."""
+import os
+import random
+
+from data.common import write_corpus, write_json, write_jsonl
+from data.tokenizer import get_tokenizer
+
+WORDS = "the cat sat on a mat and the dog ran to the red ball".split()
+
+
+def write_tiny_corpus(folder, docs=300, seed=0):
+    """Short repetitive sentences (fast to learn) as train.bin / val.bin / meta.json."""
+    tok, rng = get_tokenizer("byte"), random.Random(seed)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 16))) + "." for _ in range(docs)]
+    write_corpus(os.fspath(folder), [("tiny", tok.encode(t)) for t in texts], tok, 0.2, {})
+    return os.fspath(folder)
+
+
+def write_tiny_task(folder, train=48, validation=12, seed=0):
+    """'reverse: abc' -> 'cba' as train.jsonl / validation.jsonl / meta.json."""
+    rng = random.Random(seed)
+
+    def rows(n, split):
+        out = []
+        for i in range(n):
+            word = "".join(rng.choice("abcdef") for _ in range(rng.randint(2, 6)))
+            out.append(dict(id=f"{split}-{i}", input=f"reverse: {word}", target=word[::-1]))
+        return out
+    write_jsonl(os.path.join(folder, "train.jsonl"), rows(train, "train"))
+    write_jsonl(os.path.join(folder, "validation.jsonl"), rows(validation, "validation"))
+    write_json(os.path.join(folder, "meta.json"), {"task": "reverse", "metric": "exact_match"})
+    return os.fspath(folder)
+
+
+def tiny_flags(data, out_dir, **overrides):
+    """train.py flags of a run that takes well under a second per ten steps on a CPU."""
+    flags = dict(data=data, out_dir=out_dir, model="tiny", block_size=32, batch_size=8, micro_batch_size=4,
+                 max_steps=8, eval_interval=4, eval_examples=8, eval_batch_size=4, warmup_steps=2, lr=3e-3)
+    flags.update(overrides)
+    return [s for k, v in flags.items() for s in (f"--{k}", str(v))]
