@@ -40,7 +40,7 @@ def get_args(argv=None):
     p = argparse.ArgumentParser(description="Evaluate a checkpoint on a task, or score predictions.")
     p.add_argument("--ckpt", help="checkpoint to run (AR or diffusion)")
     p.add_argument("--task", help="task name: its data folder defaults to data/<task>")
-    p.add_argument("--task_dir", help="prepared task folder (default: data/<task>, or the checkpoint's)")
+    p.add_argument("--task_dir", help="prepared task folder (default: data/<task>, else the ckpt's task)")
     p.add_argument("--split", default="test", help="split file to evaluate: <task_dir>/<split>.jsonl")
     p.add_argument("--predictions", help="score this predictions file instead of running a model")
     p.add_argument("--table", nargs="+", help="print a markdown table from results JSON files")
@@ -207,7 +207,7 @@ def main(argv=None):
             raise SystemExit(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     task_dir = args.task_dir or (f"data/{args.task}" if args.task else None)
     if task_dir is None and args.ckpt:
-        task_dir = load_checkpoint(args.ckpt).get("task_dir")
+        task_dir = (load_checkpoint(args.ckpt).get("task") or {}).get("folder")  # the fine-tuning task
     if task_dir is None:
         raise SystemExit("give --task or --task_dir")
     meta = load_task(task_dir)
