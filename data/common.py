@@ -162,6 +162,7 @@ def write_corpus(out_dir, docs, tok, val_frac, meta):
     write_tokens(os.path.join(out_dir, "train.bin"), arrays["train"])
     write_tokens(os.path.join(out_dir, "val.bin"), arrays["val"])
     meta = {"tokenizer": tok.state(), "train_tokens": int(len(arrays["train"])),
-            "val_tokens": int(len(arrays["val"])), "sources": list(stats.values()), **meta}
+            "val_tokens": int(len(arrays["val"])),
+            "sources": sorted(stats.values(), key=lambda st: (-st["tokens"], st["name"])), **meta}
     write_json(os.path.join(out_dir, "meta.json"), meta)
     return meta

@@ -1,0 +1,289 @@
+"""Data preparation: the embedded synthetic world (tasks + pretraining text) and the real pretraining
+corpora (local mixture, FineWeb-Edu --src path). Seeded, CPU, a few seconds each."""
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data.common import read_json, read_jsonl
+from data.embedded import prepare as embedded
+from data.tokenizer import get_tokenizer
+
+TASKS = {"translation": "bleu", "qa": "squad", "code": "pass@k"}
+SPLITS = ("train", "validation", "test")
+SMALL = ["--train", "200", "--validation", "40", "--test", "40", "--pretrain_tokens", "100000"]
+
+
+def corpus_docs(folder, split):
+    """Documents of a .bin corpus as token arrays (split at eos), with the tokenizer of its meta."""
+    meta = read_json(os.path.join(folder, "meta.json"))
+    tok = get_tokenizer(meta["tokenizer"])
+    ids = np.fromfile(os.path.join(folder, f"{split}.bin"), dtype=np.uint16)
+    assert len(ids) == meta[f"{split}_tokens"]
+    assert len(ids) == 0 or ids[-1] == tok.eos_id  # every document, the last included, ends with eos
+    cuts = np.flatnonzero(ids == tok.eos_id)
+    return tok, np.split(ids, cuts + 1)[:-1]
+
+
+def run_candidate(row, completion):
+    """How the pass@k evaluation runs a completion (our own code here, so a plain exec)."""
+    program = row["test_setup_code"] + "\n" + completion + "\n" + "\n".join(row["test_list"])
+    try:
+        exec(program, {})
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The embedded default at its default sizes, generated once for the module (~4 s)."""
+    out = tmp_path_factory.mktemp("embedded")
+    embedded.prepare(embedded.get_args(["--out_dir", str(out)]))
+    rows = {t: {s: read_jsonl(out / t / f"{s}.jsonl") for s in SPLITS} for t in TASKS}
+    return out, rows
+
+
+def test_embedded_deterministic_by_seed(tmp_path):
+    for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
+        embedded.prepare(embedded.get_args(SMALL + ["--seed", seed, "--out_dir", str(tmp_path / name)]))
+    files = sorted(str(p.relative_to(tmp_path / "a")) for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) == 3 * 4 + 3
+    for f in files:  # meta.json holds no command here, so every file must match byte for byte
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    for f in ["pretrain/train.bin"] + [f"{t}/{s}.jsonl" for t in TASKS for s in SPLITS]:
+        assert (tmp_path / "a" / f).read_bytes() != (tmp_path / "c" / f).read_bytes(), f
+
+
+def test_embedded_tasks_contract(world):
+    out, rows = world
+    for task, metric in TASKS.items():
+        meta = read_json(out / task / "meta.json")
+        assert meta["task"] == task and meta["metric"] == metric
+        assert meta["splits"] == {"train": 4000, "validation": 200, "test": 200}
+        assert meta["sources"] and meta["license"] and meta["notes"]
+        ids = [r["id"] for s in SPLITS for r in rows[task][s]]
+        assert len(ids) == len(set(ids)) == 4400
+        for split in SPLITS:
+            assert len(rows[task][split]) == meta["splits"][split]
+            for r in rows[task][split]:
+                assert isinstance(r["input"], str) and isinstance(r["target"], str) and r["target"]
+                # one byte per character; every prefix fits the 256-token block beside the task's
+                # longest target + eos + a spare (diffusion pads all targets to the longest)
+                limit = embedded.TARGET_BYTES[task]
+                assert len(r["target"].encode()) <= limit and len(r["input"].encode()) + limit + 2 <= 256, r["id"]
+                assert r["input"].isascii() and r["target"].isascii()
+        # no validation/test example is also a train example (nothing to memorise)
+        train = {r["input"] for r in rows[task]["train"]} | {r["target"] for r in rows[task]["train"]}
+        if task == "qa":  # short answers repeat across examples by design; contexts must not
+            train = {r["input"] for r in rows[task]["train"]}
+        held = [r for s in ("validation", "test") for r in rows[task][s]]
+        assert not [r["id"] for r in held if r["input"] in train or (task != "qa" and r["target"] in train)]
+
+
+def test_embedded_task_lengths_follow_the_paper(world):
+    """QA answers are short, translations and functions longer, as in SQuAD vs WMT / MBPP."""
+    _, rows = world
+    mean = {t: np.mean([len(r["target"]) for r in rows[t]["train"]]) for t in TASKS}
+    assert 2 <= mean["qa"] <= 10
+    assert 30 <= mean["translation"] <= 80 and 35 <= mean["code"] <= 120
+    assert all(r["input"].startswith("translate English to French: ") for r in rows["translation"]["test"])
+
+
+def test_embedded_qa_answers_are_context_spans(world):
+    _, rows = world
+    kinds = set()
+    for split in SPLITS:
+        for r in rows["qa"][split]:
+            question, context = r["input"].split(" context: ")
+            assert question.startswith("question: ")
+            assert r["answers"] == [r["target"]] and r["target"] in context
+            kinds.add(r["target"].isdigit() or r["target"][0].isupper())
+    assert kinds == {True, False}  # numbers/names as well as common words
+
+
+def test_embedded_code_targets_pass_and_wrong_functions_fail(world):
+    _, rows = world
+    all_rows = [r for s in SPLITS for r in rows["code"][s]]
+    moved = checked = 0
+    for r in all_rows:
+        assert len(r["test_list"]) == 3 and r["test_setup_code"] == ""
+        shown = r["input"].split("\ntests:\n")[1].split("\n")  # the prompt shows tests, like MBPP's
+        assert 1 <= len(shown) <= 3 and shown == r["test_list"][:len(shown)]
+        assert run_candidate(r, r["target"]), r["id"]
+        head = r["target"].split("\n")[0]
+        assert not run_candidate(r, head + "\n    return None"), r["id"]
+        assert not run_candidate(r, ""), r["id"]
+        # a constant moved by one: the tests were drawn to catch it
+        body = r["target"][len(head):]
+        numbers = list(re.finditer(r"\b\d+\b", body))
+        if numbers:
+            n = numbers[-1]
+            wrong = head + body[:n.start()] + str(int(n.group()) + 1) + body[n.end():]
+            checked += 1
+            moved += not run_candidate(r, wrong)
+    assert checked > 1000 and moved / checked > 0.95
+    # and another example's function, renamed, fails this one's tests
+    swapped = [run_candidate(r, re.sub(r"def \w+", "def " + r["target"][4:r["target"].index("(")], o["target"], 1))
+               for r, o in zip(all_rows, all_rows[1:] + all_rows[:1])]
+    assert sum(swapped) / len(swapped) < 0.02
+
+
+def test_embedded_heldout_examples_not_in_pretraining(world):
+    out, rows = world
+    texts = []
+    for split in ("train", "val"):
+        tok, docs = corpus_docs(out / "pretrain", split)
+        texts += [tok.decode(d) for d in docs]
+    text = "\n".join(texts)
+    assert len(text) > 1_500_000
+    for split in ("validation", "test"):
+        for r in rows["translation"][split]:
+            assert r["input"].split(": ", 1)[1] not in text and r["target"] not in text, r["id"]
+        for r in rows["qa"][split]:
+            assert r["input"].split(" context: ")[1] not in text, r["id"]
+        for r in rows["code"][split]:
+            assert r["target"] not in text, r["id"]
+    # the same world is there, though: the skills transfer, the examples do not
+    assert "English: " in text and "French: " in text and "def " in text and "Where does " in text
+
+
+def test_embedded_pretraining_meta_and_mixture(world):
+    out, _ = world
+    meta = read_json(out / "pretrain" / "meta.json")
+    assert meta["tokenizer"] == get_tokenizer("byte").state()
+    assert meta["train_tokens"] + meta["val_tokens"] == 2_000_000
+    assert abs(meta["val_tokens"] / 2_000_000 - 0.05) < 0.005
+    mix = {s["name"]: s["fraction"] for s in meta["sources"]}
+    expected = {"english": 0.3, "french": 0.2, "facts": 0.25, "code": 0.2, "bilingual": 0.05}
+    assert mix == pytest.approx(expected, abs=1e-3)
+    n_docs = sum(len(corpus_docs(out / "pretrain", s)[1]) for s in ("train", "val"))
+    assert n_docs == sum(s["docs"] for s in meta["sources"])
+
+
+def test_embedded_baselines_in_meta(world):
+    out, _ = world
+    b = {t: read_json(out / t / "meta.json")["baselines"] for t in TASKS}
+    for split in ("validation", "test"):
+        assert 0 <= b["translation"][split]["copy_input"] < 5  # names and cities are all that match
+        assert b["translation"][split]["copy_input"] < b["translation"][split]["word_by_word_dictionary"] < 50
+        assert b["qa"][split]["empty"] == {"em": 0.0, "f1": 0.0}
+        assert 0 < b["qa"][split]["most_frequent_answer_of_kind"]["f1"] < 20
+        assert 20 < b["qa"][split]["first_span_of_kind"]["f1"] < 70  # the distractors make reading matter
+        assert b["code"][split]["empty_function_pass_rate"] == 0.0
+
+
+def test_embedded_squad_metric_normalises():
+    assert embedded.squad_em_f1("The Paris!", ["paris"]) == (100.0, 100.0)
+    assert embedded.squad_em_f1("", ["Paris"]) == (0.0, 0.0)
+    em, f1 = embedded.squad_em_f1("a red car", ["red bike"])
+    assert em == 0 and f1 == pytest.approx(50.0)
+
+
+def test_embedded_difficulty_knobs(tmp_path):
+    def distinct_words(folder):
+        return len({w for r in read_jsonl(folder / "translation" / "train.jsonl") for w in r["input"].split()})
+    embedded.prepare(embedded.get_args(SMALL + ["--out_dir", str(tmp_path / "default")]))
+    embedded.prepare(embedded.get_args(SMALL + ["--out_dir", str(tmp_path / "easy"), "--vocab", "0.2",
+                                                "--people", "1", "--code_families", "arith"]))
+    assert distinct_words(tmp_path / "easy") < 0.6 * distinct_words(tmp_path / "default")
+    # one person per context: the first value of the right kind is nearly always the answer (not
+    # always: the same person's birthplace may come before their city)
+    first = [read_json(tmp_path / d / "qa" / "meta.json")["baselines"]["test"]["first_span_of_kind"]["em"]
+             for d in ("default", "easy")]
+    assert first[0] < 70 < 90 <= first[1]
+    code = read_jsonl(tmp_path / "easy" / "code" / "train.jsonl")
+    assert all("[" not in r["target"] and '"' not in r["target"] for r in code)  # no lists or strings
+
+
+def test_embedded_gpt2_tokenizer(tmp_path, shared_data):
+    embedded.prepare(embedded.get_args(SMALL + ["--out_dir", str(tmp_path), "--tokenizer", "gpt2"]))
+    tok, docs = corpus_docs(tmp_path / "pretrain", "train")
+    assert tok.name == "gpt2" and len(docs) > 100
+    assert all(tok.decode(d).isascii() for d in docs[:50])
+
+
+def test_cli_forms_and_errors(root):
+    env = dict(os.environ, PYTHONPATH="")
+    for cmd in (["data/embedded/prepare.py"], ["-m", "data.embedded.prepare"], ["data/pretrain/prepare.py"],
+                ["-m", "data.fineweb_edu.prepare"]):
+        r = subprocess.run([sys.executable, *cmd, "--help"], cwd=root, env=env, capture_output=True, text=True)
+        assert r.returncode == 0 and "python" in r.stdout, (cmd, r.stderr)
+    r = subprocess.run([sys.executable, "data/embedded/prepare.py", "--mix", "english=0.5", "--out_dir", "/nonexistent"],
+                       cwd=root, env=env, capture_output=True, text=True)  # refused before anything is written
+    assert r.returncode != 0 and "--mix" in r.stderr and "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# Real corpora
+
+def test_pretrain_local_mixture(tmp_path, shared_data):
+    from data.pretrain import prepare as pretrain
+    src = shared_data / "pretrain"
+    args = ["--src", str(src), "--max_tokens", "150000", "--val_frac", "0.05", "--code_frac", "0.25"]
+    pretrain.main(args + ["--out_dir", str(tmp_path / "a")])
+    meta = read_json(tmp_path / "a" / "meta.json")
+    total = meta["train_tokens"] + meta["val_tokens"]
+    assert total == 150_000 and {s["name"] for s in meta["sources"]} == set(sum(pretrain.GROUPS.values(), []))
+    code = sum(s["tokens"] for s in meta["sources"] if s["name"] in pretrain.GROUPS["code"])
+    assert abs(code / total - 0.25) < 0.01
+    assert meta["val_tokens"] > 0 and sum(s["tokens"] for s in meta["sources"]) == total
+    # every document decodes back to a source document (at most one per group was cut to fit)
+    originals = {text for name in sum(pretrain.GROUPS.values(), [])
+                 for _, text in pretrain.read_jsonl_texts(str(src / f"{name}.jsonl.gz"), name)}
+    n_docs, cut = 0, 0
+    for split in ("train", "val"):
+        tok, docs = corpus_docs(tmp_path / "a", split)
+        for d in docs:
+            assert tok.eos_id not in d[:-1]
+            text = tok.decode(d)
+            n_docs += 1
+            if text not in originals:
+                cut += 1
+                assert any(o.startswith(text.rstrip("\ufffd")) for o in originals)
+    assert n_docs == sum(s["docs"] for s in meta["sources"]) and cut <= 2
+    # deterministic by seed
+    pretrain.main(args + ["--out_dir", str(tmp_path / "b")])
+    assert (tmp_path / "a" / "train.bin").read_bytes() == (tmp_path / "b" / "train.bin").read_bytes()
+
+
+def test_fineweb_edu_local_src(tmp_path):
+    from data.fineweb_edu import prepare as fineweb
+    texts = [f"Lesson {i}: the water cycle moves water between sea, air and land. " * (1 + i % 5) for i in range(200)]
+    src = tmp_path / "shard.jsonl.gz"
+    with gzip.open(src, "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(texts))
+    fineweb.main(["--src", str(src), "--out_dir", str(tmp_path / "out"), "--tokenizer", "byte", "--val_frac", "0.05"])
+    meta = read_json(tmp_path / "out" / "meta.json")
+    decoded = []
+    for split in ("val", "train"):
+        tok, docs = corpus_docs(tmp_path / "out", split)
+        decoded += [tok.decode(d) for d in docs]
+    assert sorted(decoded) == sorted(texts)
+    assert meta["sources"][0]["name"] == "fineweb_edu" and meta["sources"][0]["docs"] == 200
+    assert 0 < meta["val_tokens"] <= 0.05 * (meta["train_tokens"] + meta["val_tokens"])
+    # a malformed line is reported with its file and line number
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\nnot json\n')
+    with pytest.raises(SystemExit, match=r"bad.jsonl:2"):
+        fineweb.main(["--src", str(bad), "--out_dir", str(tmp_path / "bad"), "--tokenizer", "byte"])
+
+
+def test_fineweb_edu_parquet_src(tmp_path):
+    pa = pytest.importorskip("pyarrow")  # optional: only users who download shards need it
+    import pyarrow.parquet as pq
+    from data.fineweb_edu import prepare as fineweb
+    texts = [f"Document {i} about photosynthesis." for i in range(50)]
+    pq.write_table(pa.table({"text": texts, "id": list(range(50))}), tmp_path / "000_00000.parquet")
+    fineweb.main(["--src", str(tmp_path), "--out_dir", str(tmp_path / "out"), "--tokenizer", "byte",
+                  "--val_frac", "0.1"])
+    decoded = []
+    for split in ("val", "train"):
+        tok, docs = corpus_docs(tmp_path / "out", split)
+        decoded += [tok.decode(d) for d in docs]
+    assert sorted(decoded) == sorted(texts)
