@@ -32,7 +32,9 @@ def encode_task(tok, rows, target_len, block_size, objective):
         raise ValueError(f"target_len must be in [1, block_size={block_size}), got {target_len}")
     out = []
     for row in rows:
-        prefix = tok.encode(row["input"])[: block_size - target_len]
+        # an empty input gets EOS (which ends every pretraining document) as its prefix, so the
+        # first target token is predicted like every other one
+        prefix = tok.encode(row["input"])[: block_size - target_len] or [tok.eos_id]
         target = (tok.encode(row["target"]) + [tok.eos_id])[:target_len]
         if objective == "diffusion":
             target = target + [tok.eos_id] * (target_len - len(target))
@@ -79,15 +81,15 @@ def prepare_hint(folder):
     meta = os.path.join(folder, "meta.json")
     if os.path.exists(meta):
         try:
-            command = read_json(meta).get("command")
+            command = read_json(meta).get("command")  # each prepare script records its command line
         except ValueError:
             command = None
         if command:
             return f"run `{command}`"
     parts = os.path.normpath(os.path.abspath(folder)).split(os.sep)
-    if "data" in parts[:-1]:
-        name = parts[parts.index("data") + 1]
-        return f"run `python data/{name}/prepare.py`"
+    name = parts[parts.index("data") + 1] if "data" in parts[:-1] else parts[-1]
+    if os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), name, "prepare.py")):
+        return f"run `python data/{name}/prepare.py --out_dir {folder}`"
     return "make it with the data/<name>/prepare.py that writes it (see its --out_dir)"
 
 

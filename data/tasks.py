@@ -24,6 +24,7 @@ import re
 import string
 
 from data.common import read_json, read_jsonl
+from data.loader import prepare_hint
 from data.sandbox import run_programs
 
 REQUIRED = {
@@ -37,26 +38,12 @@ PUNCTUATION = set(string.punctuation)
 
 # ----------------------------------------------------------------------------- loading
 
-def _prepare_hint(task_dir, meta=None):
-    """The command that (re)writes a task folder: meta.json's own record of it when present."""
-    meta = meta or {}
-    cmd = meta.get("prepare") or meta.get("command")
-    if not cmd:
-        parent = os.path.dirname(os.path.normpath(task_dir))
-        if os.path.exists(os.path.join(parent, "prepare.py")):  # several tasks from one script
-            cmd = f"python {os.path.join(parent, 'prepare.py')}"
-        else:
-            name = meta.get("task") or os.path.basename(os.path.normpath(task_dir))
-            cmd = f"python data/{name}/prepare.py --out_dir {task_dir}"
-    return f"run `{cmd}` (its docstring shows how to use a local copy)"
-
-
 def load_task(task_dir):
     """The task's meta.json as a dict, checked: task, metric (one of METRICS), splits {name: count}."""
     path = os.path.join(task_dir, "meta.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file; prepare the task first: "
-                                f"{_prepare_hint(task_dir)}")
+                                f"{prepare_hint(task_dir)}")
     meta = read_json(path)
     missing = [k for k in ("task", "metric", "splits") if k not in meta]
     if missing:
@@ -72,7 +59,7 @@ def load_split(task_dir, split):
     path = os.path.join(task_dir, f"{split}.jsonl")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such split (meta.json lists {sorted(meta['splits'])}); "
-                                f"{_prepare_hint(task_dir, meta)}")
+                                f"{prepare_hint(task_dir)}")
     rows = read_jsonl(path, required=REQUIRED[meta["metric"]])
     seen = {}
     for i, row in enumerate(rows, 1):
@@ -87,7 +74,7 @@ def load_split(task_dir, split):
     expected = meta["splits"].get(split)
     if expected is not None and expected != len(rows):
         raise ValueError(f"{path}: {len(rows)} rows but meta.json says {expected}; "
-                         f"the folder is stale or half-written: {_prepare_hint(task_dir, meta)}")
+                         f"the folder is stale or half-written: {prepare_hint(task_dir)}")
     return rows
 
 

@@ -179,8 +179,8 @@ def test_bad_split_files_name_file_and_line(tmp_path):
         load_split(tmp_path, "dev")
     with pytest.raises(FileNotFoundError, match=r"test\.jsonl: no such split.*prepare\.py"):
         load_split(tmp_path, "test")
-    with pytest.raises(FileNotFoundError, match=r"meta\.json: no such file.*data/nothing/prepare\.py"):
-        load_task(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match=r"meta\.json: no such file.*data/squad/prepare\.py --out_dir"):
+        load_task(tmp_path / "squad")
 
 
 def test_bad_prediction_files_name_file_and_line(tmp_path):

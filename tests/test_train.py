@@ -200,11 +200,12 @@ def test_task_finetune(corpus, tmp_path, objective, noise):
 
 
 def test_missing_data_names_the_prepare_command(corpus, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"wmt/pretrain/train.bin .*python data/wmt/prepare.py"):
-        train.main(tiny_flags(tmp_path / "data" / "wmt" / "pretrain", tmp_path / "out"))
-    broken = write_tiny_corpus(tmp_path / "data" / "broken")
+    missing = tmp_path / "data" / "embedded" / "pretrain"
+    with pytest.raises(FileNotFoundError, match=r"embedded/pretrain/train.bin .*python data/embedded/prepare.py"):
+        train.main(tiny_flags(missing, tmp_path / "out"))
+    broken = write_tiny_corpus(tmp_path / "data" / "pretrain")
     os.remove(os.path.join(broken, "val.bin"))
-    with pytest.raises(FileNotFoundError, match=r"broken/val.bin not found: run `python data/broken/prepare.py`"):
+    with pytest.raises(FileNotFoundError, match=r"pretrain/val.bin not found: run `python data/pretrain/prepare.py"):
         train.main(tiny_flags(broken, tmp_path / "out"))
 
 

@@ -14,6 +14,7 @@ completion + setup code + asserts in data/sandbox.py (data.tasks.build_program).
 """
 import argparse
 import os
+import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -52,6 +53,7 @@ def main(argv=None):
                         help="local mbpp.jsonl or a folder holding it (default: download)")
     parser.add_argument("--out_dir", default=os.path.dirname(os.path.abspath(__file__)),
                         help="where to write the splits and meta.json (default: data/mbpp)")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
 
     if args.src:
@@ -77,6 +79,7 @@ def main(argv=None):
                  "601-974); challenge_test_list is not used; line ends normalised to \\n. A "
                  "completion passes if completion + test_setup_code + test_list runs without error.",
     }
+    meta["command"] = shlex.join(["python", "data/mbpp/prepare.py", *argv])  # to remake it
     write_json(os.path.join(args.out_dir, "meta.json"), meta)
     print(f"mbpp: {counts} -> {args.out_dir}")
     return meta

@@ -18,6 +18,7 @@ gold answers, duplicates kept as in the file).
 """
 import argparse
 import os
+import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -63,6 +64,7 @@ def main(argv=None):
                         help="where to write the splits and meta.json (default: data/squad)")
     parser.add_argument("--devsplit_eval_articles", type=int, default=10,
                         help="dev-split protocol: the last N dev articles evaluate, the rest train")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
 
     paths, sources = {}, []
@@ -104,6 +106,7 @@ def main(argv=None):
                  f"numbers 'dev-split protocol'; they are not comparable with official dev numbers."
                  + ("" if "train" in counts else " No train split: train-v1.1.json was not given."),
     }
+    meta["command"] = shlex.join(["python", "data/squad/prepare.py", *argv])  # to remake it
     write_json(os.path.join(args.out_dir, "meta.json"), meta)
     print(f"squad: {counts} -> {args.out_dir}")
     return meta

@@ -21,6 +21,7 @@ import glob
 import gzip
 import itertools
 import os
+import shlex
 import shutil
 import sys
 import tarfile
@@ -121,6 +122,7 @@ def main(argv=None):
                         help="keep at most this many training pairs of each source (0 = all)")
     parser.add_argument("--out_dir", default=os.path.dirname(os.path.abspath(__file__)),
                         help="where to write the splits and meta.json (default: data/wmt14_enfr)")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     sources = [s.strip() for s in args.train_sources.split(",") if s.strip()]
     for s in sources:
@@ -189,6 +191,7 @@ def main(argv=None):
                  + ", in source order; pairs with an empty side dropped"
                  + (f"; at most {cap} pairs per source" if cap > 0 else "") + ".",
     }
+    meta["command"] = shlex.join(["python", "data/wmt14_enfr/prepare.py", *argv])  # to remake it
     write_json(os.path.join(args.out_dir, "meta.json"), meta)
     print(f"wmt14_enfr: {counts} -> {args.out_dir}")
     return meta
