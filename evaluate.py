@@ -34,6 +34,7 @@ from model import load_checkpoint, make_generators, model_from_checkpoint
 
 MAIN_METRIC = {"bleu": "bleu", "squad": "f1", "pass@k": "pass@1"}
 TABLE_ROWS = ("AR", "diffusion", "AR2Diff_0")  # then every AR2Diff_N, in order
+AR_CODE_TEMPERATURE = 0.8  # our choice: the paper samples AR code with a temperature it does not give
 
 
 def get_args(argv=None):
@@ -72,13 +73,15 @@ def example_seed(seed, row_id, j):
 
 
 @torch.no_grad()
-def predict(model, ckpt, tok, rows, args, on_batch=None):
+def predict(model, ckpt, tok, rows, args, on_batch=None, metric=None):
     """Generated text for every (row, output j); returns {str(id): [text, ...]} in row order."""
     diffusion = ckpt["objective"] == "diffusion"
     L = args.target_len or ckpt.get("target_len")
     if not L:
         raise ValueError("--target_len is needed: the checkpoint records no target_len")
-    temperature = args.temperature if args.temperature is not None else (0.2 if diffusion else 0.0)
+    temperature = args.temperature
+    if temperature is None:  # paper §4.1: diffusion 0.2; AR greedy, but sampled for code (pass@k)
+        temperature = 0.2 if diffusion else AR_CODE_TEMPERATURE if metric == "pass@k" else 0.0
     examples = encode_task(tok, rows, L, model.config.block_size, ckpt["objective"])
     jobs = [(i, j) for i in range(len(rows)) for j in range(args.num_outputs)]
     out = {}
@@ -156,7 +159,7 @@ def run_model(args, task_dir, meta, rows):
     t0 = time.time()
     from tqdm import tqdm
     for s in tqdm(range(0, len(todo), args.batch_size), desc="decoding", disable=not todo):
-        predict(model, ckpt, tok, todo[s: s + args.batch_size], args, on_batch)
+        predict(model, ckpt, tok, todo[s: s + args.batch_size], args, on_batch, meta["metric"])
     elapsed = time.time() - t0
     outputs = {str(r["id"]): [done[str(r["id"])][j] for j in range(args.num_outputs)] for r in rows}
     metrics = score(meta["metric"], rows, to_metric_format(meta["metric"], outputs),

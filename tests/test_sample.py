@@ -4,7 +4,9 @@ import json
 import pytest
 import torch
 
+import evaluate
 import sample
+from data.common import write_json, write_jsonl
 from data.tokenizer import get_tokenizer
 from model import GPT, GPTConfig, save_checkpoint
 
@@ -12,19 +14,21 @@ TOK = get_tokenizer("byte")
 CONFIG = dict(vocab_size=TOK.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=32)
 
 
-def make_ckpt(path, objective, noise=None, target_len=16, eos_lover=False, seed=0):
-    """A random tiny checkpoint; eos_lover: every position's argmax is EOS (an AR model that stops at once)."""
+def make_ckpt(path, objective, noise=None, target_len=16, logits=None, seed=0, **extra):
+    """A random tiny checkpoint; logits {id: value}: every position's logits, whatever the input, are
+    these values for these ids and 0 for the others (e.g. {EOS: 10}: an AR model that stops at once)."""
     torch.manual_seed(seed)
     model = GPT(GPTConfig(**CONFIG))
-    if eos_lover:  # final hidden state = e for every input, and only EOS's embedding points along e
+    if logits:  # final hidden state = e for every input; the (tied) embeddings set each id's logit along e
         with torch.no_grad():
             model.transformer.ln_f.weight.zero_()
             model.transformer.ln_f.bias.zero_()
             model.transformer.ln_f.bias[0] = 1.0
             model.transformer.wte.weight[:, 0] = 0.0
-            model.transformer.wte.weight[TOK.eos_id, 0] = 10.0
+            for i, v in logits.items():
+                model.transformer.wte.weight[i, 0] = v
     ckpt = dict(model=model.state_dict(), config=CONFIG, tokenizer=TOK.state(), objective=objective,
-                noise=noise, step=7)
+                noise=noise, step=7, **extra)
     if target_len is not None:
         ckpt["target_len"] = target_len
     save_checkpoint(path, ckpt)
@@ -71,7 +75,7 @@ def test_compare_json_holds_latencies_and_their_speedups(tmp_path, capsys):
 def test_compare_times_one_model_and_full_length_ar(tmp_path, monkeypatch):
     """Both decoders get the very model loaded from --ckpt, and AR produces every requested token
     even from a model whose greedy choice is always EOS."""
-    path, ckpt = make_ckpt(tmp_path / "eos.pt", "ar", eos_lover=True)
+    path, ckpt = make_ckpt(tmp_path / "eos.pt", "ar", logits={TOK.eos_id: 10.0})
     seen = {"ar": [], "diffusion": []}
     generate, diffusion_generate = GPT.generate, sample.diffusion_generate
 
@@ -166,3 +170,90 @@ def test_train_checkpoint_round_trips(tmp_path, capsys, objective, noise):
     printed = capsys.readouterr().out
     assert len(texts) == 2 and f"# {out / 'ckpt.pt'}: {objective}, step {ckpt['step']}" in printed
     assert f"{ckpt['target_len']} tokens" in printed and "--- output 1" in printed
+
+
+# A model that writes "x", "y" and spaces, whatever the prompt: p(x) = 0.54 (so a 0.5 threshold commits every
+# sampled x early, a 0.9 one nothing), p(y) = p(" ") = 0.2; at temperature 1 its outputs vary with the seed
+# and the sampler, and they share words with these answers: every F1 below is an informative number.
+XY = {TOK.encode(c)[0]: v for c, v in (("x", 8.0), ("y", 7.0), (" ", 7.0))}
+
+
+def make_task(root, n=4):
+    rows = [{"id": f"q{i}", "input": f"what is {i}?", "target": "x y", "answers": ["x y", "y x x", "x" * 16]}
+            for i in range(n)]
+    write_jsonl(root / "test.jsonl", rows)
+    write_json(root / "meta.json", {"task": "toy_qa", "metric": "squad", "splits": {"test": n}})
+    return root
+
+
+def test_quality_sweep_scores_like_evaluate(tmp_path, capsys):
+    task = make_task(tmp_path / "qa")
+    diff, _ = make_ckpt(tmp_path / "diff.pt", "diffusion", "mask", logits=XY, task=dict(name="toy_qa"))
+    ar, _ = make_ckpt(tmp_path / "ar.pt", "ar", logits=XY)
+    out, png = tmp_path / "quality.json", tmp_path / "quality.png"
+    sampler = ["--num_samples", "2", "--temperature", "1"]
+    result = sample.main(["--quality", "--ckpt", diff, "--ar_ckpt", ar, "--task_dir", str(task), "--num_steps", "1,4",
+                          "--threshold", "0.5,0.9", *sampler, "--batch_size", "3", "--json", str(out),
+                          "--plot", str(png), *FAST])
+    data = json.loads(out.read_text())
+    assert data == json.loads(json.dumps(result))
+    s, points = data["settings"], data["points"]
+    assert s["task"] == "toy_qa" and s["metric"] == "f1" and s["examples"] == 4 and s["num_samples"] == 2
+    assert [(q["decoder"], q["num_steps"], q["threshold"]) for q in points] == [
+        ("diffusion", 1, None), ("diffusion", 4, None), ("threshold", 4, 0.5), ("threshold", 4, 0.9), ("AR", None, None)]
+    for q in points:
+        assert q["metric"] == "f1" and q["latency_s"] > 0
+        assert q["latency_s"] == pytest.approx(q["total_s"] / 4, rel=1e-12)
+        # the same settings through evaluate.py give the same number
+        flags = sampler + ["--num_steps", str(q["num_steps"])] + (["--threshold", str(q["threshold"])] if q["threshold"]
+                                                                  else [])
+        metrics = evaluate.main(["--ckpt", ar if q["decoder"] == "AR" else diff, "--task_dir", str(task),
+                                 "--out_dir", str(tmp_path / f"eval_{q['label']}")] + ([] if q["decoder"] == "AR" else flags))
+        assert q["value"] == metrics["f1"], q
+    values = [q["value"] for q in points]
+    assert len(set(values)) > 2 and all(0 < v <= 100 for v in values)  # the settings really differ
+    assert values[-1] == 100.0  # AR is greedy: sixteen x, one of the answers
+    assert [q["calls"] for q in points[:2]] == [1, 4]  # plain: one call per step
+    assert 1 <= points[2]["calls"] < 4 and points[3]["calls"] == 4  # threshold: early exit, capped at 4 steps
+    assert points[4]["calls"] == 16  # AR: one call per token (the x never stop)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = capsys.readouterr().out
+    assert "threshold 0.5, <=4 steps" in table and "AR, greedy" in table and "ms/example" in table
+
+
+def test_quality_counts_calls_of_an_early_stopping_ar_model(tmp_path):
+    task = make_task(tmp_path / "qa")
+    diff, _ = make_ckpt(tmp_path / "diff.pt", "diffusion", "mask")
+    ar, _ = make_ckpt(tmp_path / "ar.pt", "ar", logits={TOK.eos_id: 10.0})
+    points = sample.main(["--quality", "--ckpt", diff, "--ar_ckpt", ar, "--task_dir", str(task), "--num_steps", "2",
+                          "--num_samples", "1", "--limit", "2", *FAST])["points"]
+    assert [q["calls"] for q in points] == [2, 1]  # the AR model says EOS at once: one call
+    assert points[1]["value"] == 0.0 and points[0]["total_s"] == pytest.approx(2 * points[0]["latency_s"])
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["--quality"], "--ckpt"),
+    (["--quality", "--ckpt", "AR"], "--ckpt"),
+    (["--quality", "--ckpt", "MASK", "--ar_ckpt", "MASK", "--task_dir", "TASK"], "--ar_ckpt"),
+    (["--quality", "--ckpt", "MASK", "--ar_ckpt", "OTHER", "--task_dir", "TASK"], "--ar_ckpt"),
+    (["--quality", "--ckpt", "MASK"], "--task_dir"),
+    (["--quality", "--ckpt", "MASK", "--task_dir", "NONE"], "--task_dir"),
+    (["--quality", "--ckpt", "MASK", "--task_dir", "TASK", "--split", "dev"], "--split"),
+    (["--quality", "--ckpt", "UNIFORM", "--task_dir", "TASK", "--threshold", "0.5"], "--threshold"),
+    (["--quality", "--ckpt", "MASK", "--task_dir", "TASK", "--threshold", "0.5,0"], "--threshold"),
+    (["--quality", "--ckpt", "MASK", "--task_dir", "TASK", "--lengths", "8"], "--lengths"),
+    (["--quality", "--ckpt", "MASK", "--task_dir", "TASK", "--top_k", "3"], "--top_k"),
+    (["--quality", "--ckpt", "MASK", "--task_dir", "TASK", "--target_len", "64"], "--target_len"),
+    (["--quality", "--compare", "--ckpt", "MASK"], "--compare"),
+    (["--compare", "--threshold", "0.5,0.9"], "--threshold"),
+    (["--ckpt", "MASK", "--task_dir", "TASK"], "--task_dir"),
+    (["--ckpt", "MASK", "--threshold", "0.5,0.9"], "--threshold"),
+])
+def test_quality_bad_flags_name_the_flag(ckpts, tmp_path, capsys, argv, flag):
+    paths = dict(ckpts, task=str(make_task(tmp_path / "qa")), none=str(tmp_path / "none"),
+                 other=make_ckpt(tmp_path / "other.pt", "ar", task=dict(name="another_task"))[0])
+    with pytest.raises(SystemExit) as e:
+        sample.main([paths.get(a.lower(), a) if a.isupper() else a for a in argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and "Traceback" not in err, err
