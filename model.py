@@ -261,29 +261,22 @@ class GPT(nn.Module):
         config = GPTConfig(vocab_size=vocab_size or -(-hc.vocab_size // 64) * 64, block_size=hc.n_positions,
                            n_layer=hc.n_layer, n_head=hc.n_head, n_embd=hc.n_embd)
         model = cls(config)
-        sd, hf = model.state_dict(), hf_model.state_dict()
-        hf = {k: v for k, v in hf.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+        sd = model.state_dict()
+        hf = {k: v for k, v in hf_model.state_dict().items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+        # GPT-2's names are ours (lm_head is tied to wte in both); HF's Conv1D weights are (in, out)
+        assert set(hf) == set(sd), f"key mismatch: {sorted(set(hf) ^ set(sd))}"
         transposed = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-        mapping = {"transformer.wpe.weight": "transformer.wpe.weight",
-                   "transformer.ln_f.weight": "transformer.ln_f.weight",
-                   "transformer.ln_f.bias": "transformer.ln_f.bias"}
-        for i in range(config.n_layer):
-            for name in ("ln_1.weight", "ln_1.bias", "ln_2.weight", "ln_2.bias", "attn.c_attn.bias",
-                         "attn.c_proj.bias", "mlp.c_fc.bias", "mlp.c_proj.bias") + transposed:
-                mapping[f"transformer.h.{i}.{name}"] = f"transformer.h.{i}.{name}"
-        used = set()
         with torch.no_grad():
-            for ours, theirs in mapping.items():
-                w = hf[theirs].t() if theirs.endswith(transposed) else hf[theirs]  # HF Conv1D is (in, out)
-                assert sd[ours].shape == w.shape, f"{ours}: {tuple(sd[ours].shape)} vs {tuple(w.shape)}"
-                sd[ours].copy_(w)
-                used.add(theirs)
-            wte = hf["transformer.wte.weight"]  # (50257, C): spare rows get the mean embedding
-            sd["transformer.wte.weight"][: wte.size(0)].copy_(wte)
-            sd["transformer.wte.weight"][wte.size(0):].copy_(wte.mean(0))
-            used |= {"transformer.wte.weight", "lm_head.weight"}
-        assert set(hf) - used == set(), f"unmapped Hugging Face keys: {sorted(set(hf) - used)}"
-        assert set(sd) - set(mapping) == {"transformer.wte.weight", "lm_head.weight"}, "unset keys"
+            for k, w in hf.items():
+                if k == "lm_head.weight":
+                    continue  # tied: set with wte
+                if k == "transformer.wte.weight":  # (50257, C) into the padded vocabulary
+                    sd[k][: w.size(0)].copy_(w)
+                    sd[k][w.size(0):].copy_(w.mean(0))  # spare rows: the mean embedding
+                    continue
+                w = w.t() if k.endswith(transposed) else w
+                assert sd[k].shape == w.shape, f"{k}: {tuple(sd[k].shape)} vs {tuple(w.shape)}"
+                sd[k].copy_(w)
         return model
 
     @classmethod
