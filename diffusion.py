@@ -12,6 +12,14 @@ r ~ U(0, 1) per sequence. Only target tokens are corrupted: prefix and batch pad
 The model has no timestep input and no length head: a diffusion target is padded with EOS to a
 fixed length, so the model learns where the text ends (paper §3).
 
+As in AR, the output at position i predicts the token at i + 1, in diffusion mode too (the "shift"
+of DiffuLLaMA and Dream): the first target token is predicted by the last prefix position, whose
+output never changes (the prefix never sees the target). The LM head keeps its meaning when an AR
+model becomes a diffusion model (AR2Diff), and a visible token still predicts its masked neighbour
+directly, so a model trained from scratch does not sit at the unigram plateau that predicting a
+[MASK] from its own position starts on. Every example needs a prefix of at least one token (task
+loaders use EOS for an empty input; corpus windows split at 1..T-1).
+
     from diffusion import diffusion_loss, diffusion_generate
     loss = diffusion_loss(model, idx, prefix_len, seq_len, "mask", tok)
     tokens, scores = diffusion_generate(model, prefix, prefix_len, target_len=64, tok=tok)
@@ -73,6 +81,7 @@ def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, 
     idx (B, T) clean [prefix ; target ; padding]. Returns the scalar loss, normalised per target
     token: N = the number of target tokens in the batch (sum over b of seq_len - prefix_len).
 
+    p(x_i | .) is read from the output at position i - 1 (see the module docstring).
     mask:    L = (1/N) sum_b (1/r_b) sum_{i in target_b, masked} -log p(x_i | noisy x)
              an unbiased estimate of the negative ELBO per target token, an upper bound on the
              per-token NLL (MDLM/LLaDA form; the 1/r weight is the ELBO's).
@@ -87,17 +96,17 @@ def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, 
     noisy, corrupted = corrupt(idx, target, rate, noise, tok, generator)
     n_target = target.sum().clamp(min=1)
 
-    def ce(logits, where):  # summed cross-entropy of the clean tokens at `where`
-        labels = idx.masked_fill(~where, -1)
-        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-1,
-                               reduction="none").view(B, T)
+    def ce(logits, where):  # (B, T-1) cross-entropy of the clean token i+1 at `where`, from output i
+        labels = idx[:, 1:].masked_fill(~where[:, 1:], -1)
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-1,
+                               reduction="none").view(B, T - 1)
 
     logits = model(noisy, prefix_len, seq_len, mode="diffusion")
     if noise == "mask":
         return (ce(logits, corrupted) / rate[:, None]).sum() / n_target
     loss1 = ce(logits, target).sum() / n_target
     with torch.no_grad():  # argmax has no gradient anyway; no_grad also frees its graph
-        guess = logits[..., : tok.mask_id].argmax(-1)
+        guess = F.pad(logits[:, :-1, : tok.mask_id].argmax(-1), (1, 0))  # guess[:, i] from output i-1
     unrolled = torch.where(target, guess, noisy)
     loss2 = ce(model(unrolled, prefix_len, seq_len, mode="diffusion"), target).sum() / n_target
     return loss1 + loss2
@@ -149,7 +158,11 @@ def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask",
     if int(prefix_len.max()) + L > model.config.block_size:
         raise ValueError(f"prefix ({int(prefix_len.max())}) + target_len ({L}) exceeds block_size "
                          f"{model.config.block_size}")
-    cache, _ = model.prefill(prefix, prefix_len, capacity=int(prefix_len.max()) + L)
+    if int(prefix_len.min()) < 1:
+        raise ValueError("diffusion_generate needs at least one prefix token per example (e.g. EOS)")
+    cache, h = model.prefill(prefix, prefix_len, capacity=int(prefix_len.max()) + L)
+    # the first target token's logits come from the last prefix position: the same at every step
+    first = model.lm_head(h[torch.arange(B, device=device), prefix_len - 1]).float().repeat_interleave(S, 0)
     cache.repeat_interleave(S)
     P = prefix_len.repeat_interleave(S)  # (B*S,)
 
@@ -164,7 +177,8 @@ def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask",
         counts = [0] * num_steps
     commits = []
     for step in range(len(counts)):
-        logits = model(canvas, P, cache=cache, start=P, mode="diffusion").float()  # (B*S, L, V)
+        h = model(canvas, P, cache=cache, start=P, mode="diffusion", head=False)
+        logits = torch.cat([first[:, None], model.lm_head(h[:, :-1]).float()], 1)  # (B*S, L, V)
         logits[..., tok.mask_id:] = float("-inf")  # never produce [MASK] or a spare id
         gens = None if generators is None else [g for g in generators for _ in range(S)]
         x0 = sample_logits(logits, temperature, generators=gens)  # (B*S, L)

@@ -80,8 +80,8 @@ def test_mask_loss_hand_computed():
     total = 0.0
     for b in range(2):
         for i in range(6):
-            if corrupted[b, i]:
-                total += nll(model.W, tok.mask_id, int(idx[b, i])) / rate[b].item()
+            if corrupted[b, i]:  # token i is predicted by the output at i - 1, which saw noisy[i - 1]
+                total += nll(model.W, int(noisy[b, i - 1]), int(idx[b, i])) / rate[b].item()
     assert loss.item() == pytest.approx(total / 7, rel=1e-5)  # 7 target tokens in the batch
 
 
@@ -98,11 +98,11 @@ def test_uniform_loss_hand_computed_and_no_grad_through_argmax():
     l1 = l2 = 0.0
     for b in range(2):
         for i in range(6):
-            if target[b, i]:
-                guess = int(model.W[int(noisy[b, i]), : tok.mask_id].argmax())
+            if target[b, i]:  # token i is predicted by the output at i - 1
+                guess = int(model.W[int(noisy[b, i - 1]), : tok.mask_id].argmax())
                 assert second[b, i] == guess  # the second pass sees the argmax of the first
-                l1 += nll(model.W, int(noisy[b, i]), int(idx[b, i]))
-                l2 += nll(model.W, guess, int(idx[b, i]))
+                l1 += nll(model.W, int(noisy[b, i - 1]), int(idx[b, i]))
+                l2 += nll(model.W, int(second[b, i - 1]), int(idx[b, i]))
             else:
                 assert second[b, i] == idx[b, i]  # prefix (and padding) kept clean
     assert loss.item() == pytest.approx((l1 + l2) / 7, rel=1e-5)
@@ -111,8 +111,9 @@ def test_uniform_loss_hand_computed_and_no_grad_through_argmax():
     grad = model.W.grad.clone()
     model.W.grad = None
     ce = nn.functional.cross_entropy
-    ref = (ce(model.W[first[target]], idx[target], reduction="sum")
-           + ce(model.W[second[target]], idx[target], reduction="sum")) / 7
+    src = target.roll(-1, dims=1)  # the positions whose outputs predict the target tokens
+    ref = (ce(model.W[first[src]], idx[target], reduction="sum")
+           + ce(model.W[second[src]], idx[target], reduction="sum")) / 7
     ref.backward()
     torch.testing.assert_close(grad, model.W.grad)
 
@@ -177,6 +178,23 @@ def test_sampler_seed_and_rerank():
         assert (tokens == info["candidates"][torch.arange(2), best]).all()
         assert (scores == info["candidate_scores"].max(-1).values).all()
         assert len(set(info["candidate_scores"][0].tolist())) > 1  # candidates really differ
+
+
+def test_sampler_reads_token_i_from_output_i_minus_1():
+    # one greedy step on an all-[MASK] canvas = the argmax of a full forward pass, shifted by one:
+    # the first target token from the last prefix position, token i from the output at i - 1
+    prefix, P = prefix_batch()
+    model, L = small_model(), 9
+    tokens, scores = diffusion_generate(model, prefix, P, L, TOK, num_steps=1, temperature=0, num_samples=1)
+    for b in range(2):
+        p = int(P[b])
+        idx = torch.cat([prefix[b, :p], torch.full((L,), TOK.mask_id)])[None]
+        with torch.no_grad():
+            logits = model(idx, torch.tensor([p]), mode="diffusion")[0, p - 1: p + L - 1]
+        logits[:, TOK.mask_id:] = float("-inf")
+        assert (tokens[b] == logits.argmax(-1)).all()
+        want = logits.log_softmax(-1).gather(-1, tokens[b][:, None]).mean()
+        assert scores[b].item() == pytest.approx(want.item(), abs=1e-5)
 
 
 def test_cut_at_eos():
