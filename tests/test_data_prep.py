@@ -91,7 +91,7 @@ def test_embedded_task_lengths_follow_the_paper(world):
     _, rows = world
     mean = {t: np.mean([len(r["target"]) for r in rows[t]["train"]]) for t in TASKS}
     assert 2 <= mean["qa"] <= 10
-    assert 30 <= mean["translation"] <= 80 and 35 <= mean["code"] <= 120
+    assert 20 <= mean["translation"] <= 60 and 25 <= mean["code"] <= 80
     assert all(r["input"].startswith("translate English to French: ") for r in rows["translation"]["test"])
 
 
@@ -103,8 +103,8 @@ def test_embedded_qa_answers_are_context_spans(world):
             question, context = r["input"].split(" context: ")
             assert question.startswith("question: ")
             assert r["answers"] == [r["target"]] and r["target"] in context
-            kinds.add(r["target"].isdigit() or r["target"][0].isupper())
-    assert kinds == {True, False}  # numbers/names as well as common words
+            kinds.add(r["target"][0].isupper())
+    assert kinds == {True, False}  # names and cities as well as common words
 
 
 def test_embedded_code_targets_pass_and_wrong_functions_fail(world):
@@ -113,8 +113,8 @@ def test_embedded_code_targets_pass_and_wrong_functions_fail(world):
     moved = checked = 0
     for r in all_rows:
         assert len(r["test_list"]) == 3 and r["test_setup_code"] == ""
-        shown = r["input"].split("\ntests:\n")[1].split("\n")  # the prompt shows tests, like MBPP's
-        assert 1 <= len(shown) <= 3 and shown == r["test_list"][:len(shown)]
+        # the prompt is one line that names the function and its argument, as the target's head does
+        assert "\n" not in r["input"] and r["target"].split("\n")[0][4:-1] in r["input"]
         assert run_candidate(r, r["target"]), r["id"]
         head = r["target"].split("\n")[0]
         assert not run_candidate(r, head + "\n    return None"), r["id"]
@@ -160,7 +160,7 @@ def test_embedded_pretraining_meta_and_mixture(world):
     assert meta["train_tokens"] + meta["val_tokens"] == 2_000_000
     assert abs(meta["val_tokens"] / 2_000_000 - 0.05) < 0.005
     mix = {s["name"]: s["fraction"] for s in meta["sources"]}
-    expected = {"english": 0.3, "french": 0.2, "facts": 0.25, "code": 0.2, "bilingual": 0.05}
+    expected = {"english": 0.05, "french": 0.05, "facts": 0.2, "code": 0.25, "bilingual": 0.45}
     assert mix == pytest.approx(expected, abs=1e-3)
     n_docs = sum(len(corpus_docs(out / "pretrain", s)[1]) for s in ("train", "val"))
     assert n_docs == sum(s["docs"] for s in meta["sources"])
@@ -173,8 +173,9 @@ def test_embedded_baselines_in_meta(world):
         assert 0 <= b["translation"][split]["copy_input"] < 5  # names and cities are all that match
         assert b["translation"][split]["copy_input"] < b["translation"][split]["word_by_word_dictionary"] < 50
         assert b["qa"][split]["empty"] == {"em": 0.0, "f1": 0.0}
-        assert 0 < b["qa"][split]["most_frequent_answer_of_kind"]["f1"] < 20
-        assert 20 < b["qa"][split]["first_span_of_kind"]["f1"] < 70  # the distractors make reading matter
+        assert 0 < b["qa"][split]["most_frequent_answer_of_kind"]["f1"] < 45
+        assert 10 < b["qa"][split]["first_value"]["f1"] < 60  # the question must be read
+        assert "first_span_of_kind" not in b["qa"][split]  # one person: it would always be right
         assert b["code"][split]["empty_function_pass_rate"] == 0.0
 
 
@@ -186,19 +187,17 @@ def test_embedded_squad_metric_normalises():
 
 
 def test_embedded_difficulty_knobs(tmp_path):
-    def distinct_words(folder):
-        return len({w for r in read_jsonl(folder / "translation" / "train.jsonl") for w in r["input"].split()})
-    embedded.prepare(embedded.get_args(SMALL + ["--out_dir", str(tmp_path / "default")]))
-    embedded.prepare(embedded.get_args(SMALL + ["--out_dir", str(tmp_path / "easy"), "--vocab", "0.2",
-                                                "--people", "1", "--code_families", "arith"]))
-    assert distinct_words(tmp_path / "easy") < 0.6 * distinct_words(tmp_path / "default")
-    # one person per context: the first value of the right kind is nearly always the answer (not
-    # always: the same person's birthplace may come before their city)
-    first = [read_json(tmp_path / d / "qa" / "meta.json")["baselines"]["test"]["first_span_of_kind"]["em"]
-             for d in ("default", "easy")]
-    assert first[0] < 70 < 90 <= first[1]
+    embedded.prepare(embedded.get_args(SMALL + ["--out_dir", str(tmp_path / "easy"), "--code_families", "arith"]))
+    embedded.prepare(embedded.get_args(SMALL + ["--out_dir", str(tmp_path / "hard"), "--people", "3"]))
+    # more people per context: the asked fact gets a distractor of the same kind, so a reader that
+    # ignores the name (first span of the right kind) is right only about half the time
+    hard = read_json(tmp_path / "hard" / "qa" / "meta.json")["baselines"]["test"]["first_span_of_kind"]["em"]
+    assert 20 < hard < 70
+    for r in read_jsonl(tmp_path / "hard" / "qa" / "train.jsonl"):
+        assert len({s.split()[0] for s in r["input"].split(" context: ")[1].split(". ")}) == 3
     code = read_jsonl(tmp_path / "easy" / "code" / "train.jsonl")
-    assert all("[" not in r["target"] and '"' not in r["target"] for r in code)  # no lists or strings
+    assert all("[" not in r["target"] and '"' not in r["target"] and "(" not in r["target"][4:].split("\n")[1]
+               for r in code)  # arithmetic only: no lists, strings or calls
 
 
 def test_embedded_gpt2_tokenizer(tmp_path, shared_data):
