@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The whole AR2Diff experiment on the embedded default, on a CPU, with no network:
+#   bash runs/tiny.sh [--seed N] [--out DIR] [--quick]
+# 1. prepare the embedded data (a pretraining corpus and three tasks), deterministic by --seed
+# 2. pretrain a tiny AR model and, with the same budget, a diffusion model from scratch
+# 3. AR2Diff_0 (convert only) and AR2Diff_N (N diffusion steps on the corpus), from the AR model
+# 4. fine-tune AR, diffusion, AR2Diff_0 and AR2Diff_N on each task (paper: constant lr 1e-3)
+# 5. evaluate all of them on the test split with the paper's decoding (diffusion: 10 steps,
+#    temperature 0.2, 8 candidates reranked; AR: greedy, temperature sampling for code)
+# 6. time AR vs diffusion decoding, then write report.md and results.json into the output folder
+# --quick shrinks every budget (CI runs it as a test); the numbers then mean nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SEED=1337
+OUT=out/tiny
+QUICK=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seed) SEED="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --quick) QUICK=1; shift ;;
+    *) echo "usage: bash runs/tiny.sh [--seed N] [--out DIR] [--quick]" >&2; exit 2 ;;
+  esac
+done
+
+# Budgets (optimizer steps). The AR and the diffusion pretraining get the same budget; AR2Diff_N
+# continues the AR model for N more steps (paper: N = 10K or 100K after 1M AR steps).
+PRETRAIN_STEPS=1000; ADAPT_STEPS=100; CODE_SAMPLES=2
+declare -A FINETUNE_STEPS=([translation]=200 [qa]=150 [code]=200)
+declare -A EVAL_LIMIT=([translation]=100 [qa]=100 [code]=50)  # test examples scored
+PRETRAIN_BATCH=4; FINETUNE_BATCH=8; PRETRAIN_LR=3e-3; ADAPT_LR=5e-4; FINETUNE_LR=2e-3
+DATA_FLAGS=(); SPEED=(--lengths 32,64,128,224 --repeats 3)
+if [ "$QUICK" = 1 ]; then
+  PRETRAIN_STEPS=6; ADAPT_STEPS=2; CODE_SAMPLES=2
+  FINETUNE_STEPS=([translation]=4 [qa]=4 [code]=4)
+  EVAL_LIMIT=([translation]=8 [qa]=8 [code]=8); SPEED=(--lengths 16,32 --repeats 1)
+  DATA_FLAGS=(--train 64 --validation 16 --test 16 --pretrain_tokens 50000)
+fi
+TASKS=(translation qa code)
+MODELS=(ar diffusion ar2diff_0 "ar2diff_$ADAPT_STEPS")
+
+START=$(date +%s)
+mkdir -p "$OUT/logs"
+step() {  # step NAME COMMAND...: run a stage with its log in $OUT/logs/NAME.log
+  local name=$1; shift
+  printf '[%4ss] %s\n' "$(($(date +%s) - START))" "$name"
+  if ! "$@" > "$OUT/logs/$name.log" 2>&1; then
+    tail -n 20 "$OUT/logs/$name.log" >&2
+    echo "runs/tiny.sh: stage '$name' failed; its log: $OUT/logs/$name.log" >&2
+    exit 1
+  fi
+}
+
+step data python data/embedded/prepare.py --seed "$SEED" --out_dir "$OUT/data" "${DATA_FLAGS[@]}"
+
+COMMON=(--model tiny --seed "$SEED" --eval_examples 64 --eval_batch_size 16)
+PRE=("${COMMON[@]}" --data "$OUT/data/pretrain" --batch_size "$PRETRAIN_BATCH" --lr "$PRETRAIN_LR"
+     --warmup_steps 50 --eval_interval 500)
+step pretrain_ar python train.py "${PRE[@]}" --objective ar --max_steps "$PRETRAIN_STEPS" \
+  --out_dir "$OUT/pretrain/ar"
+step pretrain_diffusion python train.py "${PRE[@]}" --objective diffusion --noise mask \
+  --max_steps "$PRETRAIN_STEPS" --out_dir "$OUT/pretrain/diffusion"
+step adapt_0 python adapt.py --init_from "$OUT/pretrain/ar/best.pt" --steps 0 \
+  --data "$OUT/data/pretrain" --out_dir "$OUT/pretrain/ar2diff_0"
+step "adapt_$ADAPT_STEPS" python adapt.py --init_from "$OUT/pretrain/ar/best.pt" --steps "$ADAPT_STEPS" \
+  "${PRE[@]}" --lr "$ADAPT_LR" --warmup_steps 20 --lr_schedule constant --out_dir "$OUT/pretrain/ar2diff_$ADAPT_STEPS"
+
+for task in "${TASKS[@]}"; do
+  EVAL=(--split test --limit "${EVAL_LIMIT[$task]}" --batch_size 50)
+  [ "$task" = code ] && EVAL+=(--num_outputs "$CODE_SAMPLES" --k "1,$CODE_SAMPLES")
+  for m in "${MODELS[@]}"; do
+    FT="$OUT/finetune/$m/$task"; S=${FINETUNE_STEPS[$task]}
+    step "finetune_${m}_$task" python train.py "${COMMON[@]}" --data "$OUT/data/$task" \
+      --init_from "$OUT/pretrain/$m/best.pt" --batch_size "$FINETUNE_BATCH" --lr "$FINETUNE_LR" \
+      --lr_schedule cosine --warmup_steps 0 --max_steps "$S" --eval_interval "$(( S / 2 ))" --out_dir "$FT"
+    step "eval_${m}_$task" python evaluate.py --ckpt "$FT/best.pt" "${EVAL[@]}" --out_dir "$FT/eval"
+  done
+done
+
+step speed python sample.py --compare --ckpt "$OUT/finetune/diffusion/translation/best.pt" \
+  "${SPEED[@]}" --num_steps 10,20 --threshold 0.9 \
+  --json "$OUT/speed.json" --plot "$OUT/speed.png"
+
+SECONDS_TOTAL=$(($(date +%s) - START))
+ROWS="AR=ar,diffusion=diffusion,AR2Diff_0=ar2diff_0,AR2Diff_$ADAPT_STEPS=ar2diff_$ADAPT_STEPS"
+SETTINGS="seed $SEED; tiny model (4 layers, 128 wide, byte tokenizer, block 256); pretraining \
+$PRETRAIN_STEPS steps x $PRETRAIN_BATCH sequences of 256 bytes, lr $PRETRAIN_LR cosine (AR and diffusion alike); \
+AR2Diff_$ADAPT_STEPS: $ADAPT_STEPS more diffusion steps from the AR model at constant lr $ADAPT_LR; fine-tuning (translation/qa/code) \
+${FINETUNE_STEPS[translation]}/${FINETUNE_STEPS[qa]}/${FINETUNE_STEPS[code]} steps x $FINETUNE_BATCH examples, lr $FINETUNE_LR cosine, best validation checkpoint; evaluation on the first \
+${EVAL_LIMIT[translation]}/${EVAL_LIMIT[qa]}/${EVAL_LIMIT[code]} test examples; code pass@k with $CODE_SAMPLES samples per problem. Command: bash runs/tiny.sh --seed $SEED --out $OUT$([ "$QUICK" = 1 ] && echo ' --quick' || true)"
+step report python runs/report.py --out "$OUT" --models "$ROWS" --tasks "$(IFS=,; echo "${TASKS[*]}")" \
+  --seconds "$SECONDS_TOTAL" --settings "$SETTINGS"
+echo "done in $((SECONDS_TOTAL / 60))m$((SECONDS_TOTAL % 60))s: $OUT/report.md, $OUT/results.json, $OUT/speed.png"
