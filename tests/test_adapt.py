@@ -9,18 +9,10 @@ import adapt
 import train
 from data.tokenizer import get_tokenizer
 from model import load_checkpoint, model_from_checkpoint
-from tests.tiny_data import tiny_flags, write_tiny_corpus, write_tiny_task
+from tests.tiny_data import one_thread, tiny_flags, write_tiny_corpus, write_tiny_task  # noqa: F401 (autouse fixture)
 
 TOK = get_tokenizer("byte")
 WTE = ("transformer.wte.weight", "lm_head.weight")  # tied: one tensor under two names
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # tiny models: one thread is fastest and does not fight other work on the machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from data.common import write_json
 from data.loader import epoch_indices
 from data.tokenizer import get_tokenizer
 from model import load_checkpoint
-from tests.tiny_data import tiny_flags, write_tiny_corpus, write_tiny_task
+from tests.tiny_data import one_thread, tiny_flags, write_tiny_corpus, write_tiny_task  # noqa: F401 (autouse fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OBJECTIVES = [("ar", None), ("diffusion", "mask"), ("diffusion", "uniform")]
@@ -23,14 +23,6 @@ OBJECTIVES = [("ar", None), ("diffusion", "mask"), ("diffusion", "uniform")]
 
 def objective_flags(objective, noise):
     return ["--objective", objective] + (["--noise", noise] if noise else [])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # tiny models: one thread is fastest and does not fight other work on the machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

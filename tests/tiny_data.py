@@ -2,6 +2,9 @@
 import os
 import random
 
+import pytest
+import torch
+
 from data.common import write_corpus, write_json, write_jsonl
 from data.tokenizer import get_tokenizer
 
@@ -38,3 +41,12 @@ def tiny_flags(data, out_dir, **overrides):
                  max_steps=8, eval_interval=4, eval_examples=8, eval_batch_size=4, warmup_steps=2, lr=3e-3)
     flags.update(overrides)
     return [s for k, v in flags.items() for s in (f"--{k}", str(v))]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread is fastest and does not fight other work on the machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
