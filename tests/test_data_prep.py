@@ -12,7 +12,7 @@ import pytest
 
 from data.common import read_json, read_jsonl
 from data.embedded import prepare as embedded
-from data.tokenizer import get_tokenizer
+from data.tokenizer import WORD_PIECES, get_tokenizer
 
 TASKS = {"translation": "bleu", "qa": "squad", "code": "pass@k"}
 SPLITS = ("train", "validation", "test")
@@ -154,9 +154,15 @@ def test_embedded_heldout_examples_not_in_pretraining(world):
 
 
 def test_embedded_pretraining_meta_and_mixture(world):
-    out, _ = world
+    out, rows = world
     meta = read_json(out / "pretrain" / "meta.json")
-    assert meta["tokenizer"] == get_tokenizer("byte").state()
+    tok = get_tokenizer(meta["tokenizer"])  # the words tokenizer, its list kept in meta.json
+    assert tok.name == "words" and 250 < len(tok.vocab) < 1000
+    for task in TASKS:  # the list covers the world: no held-out word falls back to bytes
+        for r in rows[task]["test"]:
+            for piece in WORD_PIECES.findall(" " + r["input"]) + WORD_PIECES.findall(" " + r["target"]):
+                assert len(piece) == 1 or piece in tok.vocab, (r["id"], piece)
+    assert len(tok.encode(rows["qa"]["test"][0]["target"])) == 1
     assert meta["train_tokens"] + meta["val_tokens"] == 2_000_000
     assert abs(meta["val_tokens"] / 2_000_000 - 0.05) < 0.005
     mix = {s["name"]: s["fraction"] for s in meta["sources"]}
@@ -198,6 +204,13 @@ def test_embedded_difficulty_knobs(tmp_path):
     code = read_jsonl(tmp_path / "easy" / "code" / "train.jsonl")
     assert all("[" not in r["target"] and '"' not in r["target"] and "(" not in r["target"][4:].split("\n")[1]
                for r in code)  # arithmetic only: no lists, strings or calls
+
+
+def test_embedded_byte_tokenizer(tmp_path):
+    embedded.prepare(embedded.get_args(SMALL + ["--out_dir", str(tmp_path), "--tokenizer", "byte"]))
+    tok, docs = corpus_docs(tmp_path / "pretrain", "train")
+    assert tok.state() == get_tokenizer("byte").state() and len(docs) > 100
+    assert all(tok.decode(d).isascii() for d in docs[:50])
 
 
 def test_embedded_gpt2_tokenizer(tmp_path, shared_data):

@@ -1,14 +1,15 @@
 """
 The embedded default: a small synthetic world, generated offline in seconds and deterministic by
 --seed, that gives a pretraining corpus and three tasks mirroring the paper's (WMT14 En-Fr -> BLEU,
-SQuAD -> EM/F1, MBPP -> pass@k), sized so that a ~1M-parameter byte-level model learns them on a
-2-core CPU within the minutes runs/tiny.sh gives it, well but not perfectly.
+SQuAD -> EM/F1, MBPP -> pass@k), sized so that a ~1M-parameter model learns them on a 2-core CPU
+within the minutes runs/tiny.sh gives it.
 
-    python data/embedded/prepare.py                       # byte tokenizer, seed 1337 -> data/embedded/
+    python data/embedded/prepare.py                       # words tokenizer, seed 1337 -> data/embedded/
+    python -m data.embedded.prepare --tokenizer byte --out_dir out/embedded_byte
     python -m data.embedded.prepare --tokenizer gpt2 --out_dir out/embedded_gpt2
     python data/embedded/prepare.py --people 2 --mix english=0.2,french=0.2,facts=0.2,code=0.2,bilingual=0.2
 
-The world is deliberately small (~30 content words, plain ASCII, so one character is one byte):
+The world is deliberately small (~50 content words, plain ASCII, so one character is one byte):
 every output token follows from a word of the input through a fixed dictionary or template, so a
 tiny model can learn each task from a few thousand examples, while the combinations keep every
 test input new.
@@ -16,7 +17,8 @@ test input new.
     deterministic grammar: word-by-word dictionary, adjective after the noun, articles and adjectives
     agree in gender and number (le/la/l'/les, un/une, vert/verte/verts/vertes), the verb agrees with
     its subject (voit/voient), "in <city>" -> "a <city>".
-  - People with a city, a pet, a job and a favourite colour (re-drawn for every text).
+  - People with a city, a pet, a job and a favourite colour, ten values of each (re-drawn for
+    every text), so a QA answer must be read from its context.
   - One-line Python functions in 4 families (arith, string, list, predicate), whose description
     says the constant in words ("times four" -> `* 4`).
 
@@ -26,9 +28,9 @@ Outputs (--out_dir, default this folder; the generated files are git-ignored):
                                             answers, Python modules (a comment or docstring says what
                                             each function does) with asserts, and a little English
                                             and French running text
-  translation/ (bleu)   "translate English to French: <sentence>" -> its French     (~15-60 bytes)
-  qa/ (squad)           "question: <q> context: <facts>" -> a span of the context   (3-6 bytes)
-  code/ (pass@k)        "Write a function f(x) that <what>." -> a Python function   (~30-60 bytes)
+  translation/ (bleu)   "translate English to French: <sentence>" -> its French     (~15-60 bytes, 4-11 words)
+  qa/ (squad)           "question: <q> context: <facts>" -> a span of the context   (3-7 bytes, one word)
+  code/ (pass@k)        "Write a function f(x) that <what>." -> a Python function   (~30-60 bytes, 10-16 words)
                         (3 asserts per problem, all run; the prompt does not show them: at this
                         scale they would only lengthen it, and their numbers distract from the
                         description's)
@@ -62,7 +64,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from data.common import take_tokens, write_corpus, write_json, write_jsonl  # noqa: E402
-from data.tokenizer import TOKENIZERS, get_tokenizer  # noqa: E402
+from data.tokenizer import TOKENIZERS, Tokenizer, build_vocab, get_tokenizer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The longest target of each task (bytes), and room for the EOS that ends a target plus one spare.
@@ -83,15 +85,18 @@ NOUNS = """
 boy boys garcon m P | girl girls fille f P | cat cats chat m A | dog dogs chien m A | bird birds oiseau m A
 car cars voiture f T | apple apples pomme f F | cake cakes gateau m F
 """
-# Adjectives: English, French masculine, feminine. The first three are the colours.
+# Adjectives: English, French masculine, feminine.
 ADJECTIVES = "red rouge rouge | green vert verte | black noir noire | big grand grande"
 # Verbs: English 3rd person singular and plural, French singular and plural, object classes
 # ("-": intransitive). Subjects are always people or animals.
 VERBS = "sees see voit voient PATF | likes like aime aiment PATF | eats eat mange mangent F | sleeps sleep dort dorment -"
 NUMBERS = {"two": "deux", "three": "trois"}
-NAMES = "Ann Bob Leo Mia Sam Zoe".split()
-CITIES = "Paris Rome Oslo".split()
-JOBS = "baker pilot doctor".split()
+NAMES = "Ann Bob Leo Mia Sam Zoe Eva Max Tom Ida Ben Lea".split()
+# The values of the facts: ten of each kind, so the answer is read from the context, not guessed
+CITIES = "Paris Rome Oslo Berlin Madrid Lisbon Vienna Dublin Prague Athens".split()
+JOBS = "baker pilot doctor nurse farmer teacher painter singer lawyer driver".split()
+COLOURS = "red green black blue white yellow pink grey brown purple".split()
+PETS = "cat dog bird fish horse rabbit mouse parrot turtle snake".split()
 
 
 def parse_table(text):
@@ -110,7 +115,7 @@ def build_lexicon():
     adjectives = [dict(en=r[0], m=r[1], f=r[2]) for r in parse_table(ADJECTIVES)]
     verbs = [dict(en=r[0], en_pl=r[1], fr=r[2], fr_pl=r[3], obj=r[4]) for r in parse_table(VERBS)]
     return dict(nouns=nouns, adjectives=adjectives, verbs=verbs, names=NAMES, cities=CITIES, jobs=JOBS,
-                colours=[a["en"] for a in adjectives[:3]], pets=[n["en"] for n in nouns if n["cls"] == "A"])
+                colours=COLOURS, pets=PETS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -487,7 +492,9 @@ def get_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out_dir", default=HERE, help="where pretrain/, translation/, qa/, code/ go")
     p.add_argument("--seed", type=int, default=1337, help="every random choice comes from this seed")
-    p.add_argument("--tokenizer", default="byte", choices=TOKENIZERS, help="tokenizer of the pretraining .bin")
+    p.add_argument("--tokenizer", default="words", choices=(*TOKENIZERS, "words"),
+                   help="tokenizer of the pretraining .bin; words: the world's ~350 words + bytes (built here from "
+                        "the train rows and sample documents, kept in meta.json); byte: 4x longer sequences")
     p.add_argument("--train", type=int, default=4000, help="train examples per task")
     p.add_argument("--validation", type=int, default=200, help="validation examples per task")
     p.add_argument("--test", type=int, default=200, help="test examples per task")
@@ -519,7 +526,7 @@ def get_args(argv=None):
 
 def prepare(args, command=""):
     rng = random.Random(args.seed)  # the one source of randomness: same seed, same bytes
-    tok = get_tokenizer(args.tokenizer)
+    tok = None if args.tokenizer == "words" else get_tokenizer(args.tokenizer)
     lex = build_lexicon()
     sizes = {"test": args.test, "validation": args.validation, "train": args.train}
     common = {"sources": [{"name": "embedded synthetic world", "generator": "data/embedded/prepare.py",
@@ -590,6 +597,10 @@ def prepare(args, command=""):
         print(f"{task:12s} {metric:7s} {dict((s, len(r)) for s, r in splits_of[task].items())} "
               f"baselines(test) {baselines[task]['test']}")
 
+    if tok is None:  # the words tokenizer: the world's words, from train rows and sample documents
+        tok = words_tokenizer(args, lex, banned, [splits_of[t]["train"] for t in tasks])
+        print(f"tokenizer    words: {len(tok.vocab)} words + 256 bytes (vocab {tok.vocab_size})")
+
     # pretraining: each source makes documents until its share of the tokens, then all are shuffled
     docs = []
     for source, frac in args.mix.items():
@@ -614,6 +625,17 @@ def prepare(args, command=""):
     print(f"pretrain     {meta['train_tokens']:,} train + {meta['val_tokens']:,} val tokens ({tok.name}): "
           + ", ".join(f"{s['name']} {s['fraction']:.0%}" for s in meta["sources"]))
     return meta
+
+
+def words_tokenizer(args, lex, banned, train_splits, docs_per_source=300):
+    """A words tokenizer whose list comes from the task train rows and a sample of each pretraining
+    source's documents (drawn from their own seeded stream, so the corpus draw is unchanged)."""
+    rng = random.Random(f"words-{args.seed}")
+    texts = [r[k] for rows in train_splits for r in rows for k in ("input", "target")]
+    for source, frac in args.mix.items():
+        extra = (args.code_families,) if source == "code" else ()
+        texts += [DOC_MAKERS[source](rng, lex, banned, *extra) for _ in range(docs_per_source if frac else 0)]
+    return Tokenizer("words", build_vocab(texts))
 
 
 def main(argv=None):
