@@ -38,17 +38,7 @@ TASKS=(wmt14_enfr squad mbpp)
 MODELS=(ar diffusion ar2diff_0 "ar2diff_$ADAPT_STEPS")
 src() { [ -d "$SHARED/$1" ] && echo "--src $SHARED/$1" || true; }  # a local copy when present
 
-START=$(date +%s)
-mkdir -p "$OUT/logs"
-step() {  # step NAME COMMAND...: run a stage with its log in $OUT/logs/NAME.log
-  local name=$1; shift
-  printf '[%5ss] %s\n' "$(($(date +%s) - START))" "$name"
-  if ! "$@" > "$OUT/logs/$name.log" 2>&1; then
-    tail -n 20 "$OUT/logs/$name.log" >&2
-    echo "runs/small_gpu.sh: stage '$name' failed; its log: $OUT/logs/$name.log" >&2
-    exit 1
-  fi
-}
+source runs/stages.sh  # step NAME COMMAND...: a stage with its log in $OUT/logs/NAME.log
 
 D=$OUT/data
 if [ -d "$SHARED/pretrain" ]; then

@@ -41,27 +41,9 @@ fi
 TASKS=(translation qa code)
 MODELS=(ar diffusion ar2diff_0 "ar2diff_$ADAPT_STEPS")
 
-START=$(date +%s)
-mkdir -p "$OUT/logs"
-step() {  # step NAME COMMAND...: run a stage with its log in $OUT/logs/NAME.log
-  local name=$1; shift
-  printf '[%4ss] %s\n' "$(($(date +%s) - START))" "$name"
-  if ! "$@" > "$OUT/logs/$name.log" 2>&1; then
-    tail -n 20 "$OUT/logs/$name.log" >&2
-    echo "runs/tiny.sh: stage '$name' failed; its log: $OUT/logs/$name.log" >&2
-    exit 1
-  fi
-}
-# Independent stages run two at a time with one thread each: the tiny model's matmuls keep two
-# threads only ~60% busy, so two single-thread processes finish ~1.4x sooner than one after another.
-LANES=2; RUNNING=0
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
-lane() {  # lane FUNCTION ARGS...: run it in the background once a lane is free; a failure stops the run
-  if [ "$RUNNING" -ge "$LANES" ]; then wait -n; RUNNING=$((RUNNING - 1)); fi
-  (export OMP_NUM_THREADS=1; "$@") &
-  RUNNING=$((RUNNING + 1))
-}
-drain() { while [ "$RUNNING" -gt 0 ]; do wait -n; RUNNING=$((RUNNING - 1)); done; }
+# Independent stages run two at a time (lane) with one thread each: the tiny model's matmuls keep
+# two threads only ~60% busy, so two single-thread processes finish ~1.4x sooner than in turn.
+source runs/stages.sh
 
 step data python data/embedded/prepare.py --tokenizer words --seed "$SEED" --out_dir "$OUT/data" "${DATA_FLAGS[@]}"
 

@@ -1,0 +1,23 @@
+# The stage runner shared by runs/*.sh (sourced, not run). Needs OUT (the output folder).
+#   step NAME COMMAND...   run a stage with its log in $OUT/logs/NAME.log; a failure stops the run
+#   lane FUNCTION ARGS...  run it in the background, one thread, once one of $LANES lanes is free
+#   drain                  wait for every lane; a failed one stops the run
+START=$(date +%s)
+mkdir -p "$OUT/logs"
+step() {
+  local name=$1; shift
+  printf '[%5ss] %s\n' "$(($(date +%s) - START))" "$name"
+  if ! "$@" > "$OUT/logs/$name.log" 2>&1; then
+    tail -n 20 "$OUT/logs/$name.log" >&2
+    echo "$0: stage '$name' failed; its log: $OUT/logs/$name.log" >&2
+    exit 1
+  fi
+}
+LANES=${LANES:-2}; RUNNING=0
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+lane() {
+  if [ "$RUNNING" -ge "$LANES" ]; then wait -n; RUNNING=$((RUNNING - 1)); fi
+  (export OMP_NUM_THREADS=1; "$@") &
+  RUNNING=$((RUNNING + 1))
+}
+drain() { while [ "$RUNNING" -gt 0 ]; do wait -n; RUNNING=$((RUNNING - 1)); done; }
