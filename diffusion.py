@@ -2,8 +2,9 @@
 The diffusion process over target tokens: two noise processes behind one interface.
 
     mask     absorbing [MASK] (default): each target token is replaced by tok.mask_id with
-             probability r; the loss is the ELBO-weighted cross-entropy on masked positions;
-             decoding unmasks a scheduled number of tokens per step, most confident first.
+             probability r; the loss is the cross-entropy on masked positions, weighted 1/r (the
+             ELBO) or flat (the mean over masked tokens); decoding unmasks a scheduled number of
+             tokens per step, most confident first.
     uniform  the paper's simplified SUNDAE: each target token is replaced with probability r by a
              uniformly random ordinary token; loss L(1) + L(2) (a second pass on the argmax of the
              first); decoding resamples every target position at every step.
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from model import KVCache, sample_logits, target_mask
 
 NOISES = ("mask", "uniform")
+WEIGHTS = ("elbo", "flat")  # mask noise: how the masked positions' cross-entropies are weighted
 ORDERS = ("confidence", "random")
 SCHEDULES = ("linear", "cosine")
 MIN_RATE = 1e-3  # r ~ U(MIN_RATE, 1): keeps the 1/r ELBO weight bounded
@@ -76,20 +78,29 @@ def draw_rate(batch_size, device, generator=None):
     return MIN_RATE + (1 - MIN_RATE) * torch.rand(batch_size, device=device, generator=generator)
 
 
-def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, rate=None):
+def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, rate=None, weight="elbo"):
     """
-    idx (B, T) clean [prefix ; target ; padding]. Returns the scalar loss, normalised per target
-    token: N = the number of target tokens in the batch (sum over b of seq_len - prefix_len).
+    idx (B, T) clean [prefix ; target ; padding]. Returns the scalar loss.
 
     p(x_i | .) is read from the output at position i - 1 (see the module docstring).
-    mask:    L = (1/N) sum_b (1/r_b) sum_{i in target_b, masked} -log p(x_i | noisy x)
-             an unbiased estimate of the negative ELBO per target token, an upper bound on the
-             per-token NLL (MDLM/LLaDA form; the 1/r weight is the ELBO's).
+    mask, weight="elbo":
+             L = (1/N) sum_b (1/r_b) sum_{i in target_b, masked} -log p(x_i | noisy x), N = the
+             number of target tokens in the batch: an unbiased estimate of the negative ELBO per
+             target token, an upper bound on the per-token NLL (MDLM/LLaDA). Use it to compare
+             models and to pretrain on long windows.
+    mask, weight="flat":
+             L = the mean of -log p(x_i | noisy x) over the masked target tokens of the batch: the
+             ELBO's integrand reweighted by r (a monotone weighting, as in Kingma & Gao 2023). On
+             short task targets (a QA answer of one token) the 1/r weight makes the rare lightly
+             masked example dominate the gradient; flat weighting fine-tunes far faster there.
     uniform: L = L(1) + L(2), L(k) = (1/N) sum over all target positions of -log p(x_i | input_k);
              input_1 = the noisy sequence, input_2 = input_1 with every target position replaced by
              argmax of the first pass's logits (no gradient through the argmax; prefix kept clean).
+             `weight` does not apply.
     """
     _check_noise(noise)
+    if weight not in WEIGHTS:
+        raise ValueError(f"weight must be one of {WEIGHTS}, got {weight!r}")
     B, T = idx.shape
     target = target_mask(prefix_len, seq_len, T)
     rate = draw_rate(B, idx.device, generator) if rate is None else rate
@@ -102,6 +113,8 @@ def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, 
                                reduction="none").view(B, T - 1)
 
     logits = model(noisy, prefix_len, seq_len, mode="diffusion")
+    if noise == "mask" and weight == "flat":
+        return ce(logits, corrupted).sum() / corrupted.sum().clamp(min=1)
     if noise == "mask":
         return (ce(logits, corrupted) / rate[:, None]).sum() / n_target
     loss1 = ce(logits, target).sum() / n_target

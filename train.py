@@ -21,8 +21,9 @@ by (seed, step, global micro-batch index), so N processes together draw exactly 
 and a resumed run draws what the uninterrupted run drew: a checkpoint needs no RNG state. On a CPU
 with the same thread count a resumed run repeats the losses bit for bit; on CUDA, up to the
 run-to-run noise of non-deterministic kernels (atomics in attention and embedding backward).
-Validation uses a fixed set (fixed corpus windows or the first validation rows) and a fixed noise
-draw, so its numbers compare across runs and checkpoints.
+Validation uses a fixed set (fixed corpus windows or the first validation rows), a fixed noise draw
+and, for diffusion, the ELBO whatever --loss_weight trains with, so its numbers compare across runs
+and checkpoints.
 """
 import argparse
 import math
@@ -40,7 +41,7 @@ from data.common import write_json
 from data.loader import (OBJECTIVES, auto_target_len, corpus_batch, data_kind, encode_task, epoch_indices,
                          load_corpus, load_task_split, seed_of, task_batch, task_meta)
 from data.tokenizer import TOKENIZERS, get_tokenizer
-from diffusion import NOISES, diffusion_loss
+from diffusion import NOISES, WEIGHTS, diffusion_loss
 from model import (GPT, PRESETS, GPTConfig, ar_loss, load_checkpoint, peak_flops, save_checkpoint,
                    target_mask)
 
@@ -64,6 +65,8 @@ arg("--tokenizer", default=None, choices=TOKENIZERS, help="of a model trained fr
 # objective
 arg("--objective", default=None, choices=OBJECTIVES, help="training loss; default: the checkpoint's, else ar")
 arg("--noise", default=None, choices=NOISES, help="diffusion noise process; default: the checkpoint's, else mask")
+arg("--loss_weight", default=None, choices=WEIGHTS, help="mask noise: how training weights the masked tokens' "
+    "cross-entropy (validation always reports the ELBO); default: elbo on a corpus, flat on a task (see diffusion.py)")
 arg("--target_len", type=int, default=0,
     help="task target tokens, EOS included; 0 = the longest train target + EOS, at most block_size/2")
 # optimisation
@@ -237,11 +240,13 @@ def main(argv=None):
         ids = epoch_indices(len(train_ex), (step * accum * world + j) * micro, micro, args.seed)
         return task_batch([train_ex[i] for i in ids], tok.eos_id, device)
 
-    def loss_fn(m, batch, generator):
+    args.loss_weight = args.loss_weight or ("elbo" if kind == "corpus" else "flat")  # saved resolved
+
+    def loss_fn(m, batch, generator, weight=args.loss_weight):
         idx, prefix_len, seq_len = batch
         if objective == "ar":
             return ar_loss(m, idx, prefix_len, seq_len)
-        return diffusion_loss(m, idx, prefix_len, seq_len, noise, tok, generator=generator)
+        return diffusion_loss(m, idx, prefix_len, seq_len, noise, tok, generator=generator, weight=weight)
 
     # ---- optimizer: decay the 2-D weights (matmuls and the tied embedding/lm_head, as nanoGPT);
     # biases and LayerNorm gains do not decay
@@ -266,7 +271,8 @@ def main(argv=None):
     log(f"data: {kind} {args.data} | " + (f"{len(train_tokens):,} train / {len(val_tokens):,} val tokens"
         if kind == "corpus" else f"task {task['name']}: {len(rows):,} train / {len(val_rows):,} validation rows, "
         f"{cut} train targets cut to target_len") + f" | tokenizer {tok.name}")
-    log(f"objective: {objective} | noise: {noise or '-'} | target_len: {target_len or '-'} | "
+    weighting = f" ({args.loss_weight} weight)" if noise == "mask" else ""
+    log(f"objective: {objective} | noise: {noise or '-'}{weighting} | target_len: {target_len or '-'} | "
         f"validation: {sum(len(b[0]) for b in val_set)} fixed {'windows' if kind == 'corpus' else 'rows'}")
     log(f"batch: {args.batch_size} sequences x {'~' if kind == 'task' else ''}{seq_tokens:.0f} tokens = "
         f"{args.batch_size * seq_tokens:,.0f} tokens per step | micro-batch {micro} x {world} process(es) x "
@@ -284,7 +290,7 @@ def main(argv=None):
             batch = tuple(t.to(device) for t in val_set[i])
             generator = torch.Generator(device).manual_seed(seed_of(EVAL_SEED, i))  # the fixed noise draw
             with autocast:
-                loss = loss_fn(fwd, batch, generator)
+                loss = loss_fn(fwd, batch, generator, weight="elbo")
             n = target_mask(batch[1], batch[2], batch[0].size(1)).sum()
             total += torch.stack([loss.float() * n, n.float()])
         if ddp:

@@ -68,21 +68,27 @@ def toy_batch():
     return idx, torch.tensor([2, 1]), torch.tensor([6, 4])  # targets: 4 tokens and 3 tokens
 
 
-def test_mask_loss_hand_computed():
+@pytest.mark.parametrize("weight", ["elbo", "flat"])
+def test_mask_loss_hand_computed(weight):
     tok = TOK
     model = Table(tok.vocab_size)
     idx, P, L = toy_batch()
     rate = torch.tensor([0.5, 0.25])
-    loss = diffusion_loss(model, idx, P, L, "mask", tok, generator=torch.Generator().manual_seed(3), rate=rate)
+    loss = diffusion_loss(model, idx, P, L, "mask", tok, generator=torch.Generator().manual_seed(3), rate=rate,
+                          weight=weight)
     noisy, corrupted = corrupt(idx, target_mask(P, L, 6), rate, "mask", tok, torch.Generator().manual_seed(3))
     assert corrupted.any()
     assert (model.calls[0][0] == noisy).all() and model.calls[0][1] == "diffusion"
-    total = 0.0
+    elbo = flat = 0.0
     for b in range(2):
         for i in range(6):
             if corrupted[b, i]:  # token i is predicted by the output at i - 1, which saw noisy[i - 1]
-                total += nll(model.W, int(noisy[b, i - 1]), int(idx[b, i])) / rate[b].item()
-    assert loss.item() == pytest.approx(total / 7, rel=1e-5)  # 7 target tokens in the batch
+                elbo += nll(model.W, int(noisy[b, i - 1]), int(idx[b, i])) / rate[b].item()
+                flat += nll(model.W, int(noisy[b, i - 1]), int(idx[b, i]))
+    want = elbo / 7 if weight == "elbo" else flat / corrupted.sum().item()  # 7 target tokens in the batch
+    assert loss.item() == pytest.approx(want, rel=1e-5)
+    with pytest.raises(ValueError, match="weight must be one of"):
+        diffusion_loss(model, idx, P, L, "mask", tok, rate=rate, weight="none")
 
 
 def test_uniform_loss_hand_computed_and_no_grad_through_argmax():

@@ -191,6 +191,21 @@ def test_task_finetune(corpus, tmp_path, objective, noise):
     assert out["target_len"] == 10 and load_checkpoint(tmp_path / "ft10" / "ckpt.pt")["target_len"] == 10
 
 
+def test_loss_weight_defaults_and_validation_is_the_elbo(corpus, tmp_path):
+    task = write_tiny_task(tmp_path / "reverse")
+    base = tmp_path / "base"
+    train.main(tiny_flags(corpus, base, max_steps=2, block_size=64) + objective_flags("diffusion", "mask"))
+    assert load_checkpoint(base / "ckpt.pt")["args"]["loss_weight"] == "elbo"  # a corpus: the ELBO
+    runs = {}
+    for weight in (None, "elbo", "flat"):
+        flags = tiny_flags(task, tmp_path / str(weight), init_from=base / "ckpt.pt", max_steps=3, eval_interval=3)
+        runs[weight] = train.main(flags + (["--loss_weight", weight] if weight else []))
+    assert load_checkpoint(tmp_path / "None" / "ckpt.pt")["args"]["loss_weight"] == "flat"  # a task: flat
+    assert runs[None]["losses"] == runs["flat"]["losses"] != runs["elbo"]["losses"]  # the weight trains
+    val0 = {w: r["history"][0]["val_loss"] for w, r in runs.items()}  # step 0: the same model and noise
+    assert val0["elbo"] == val0["flat"] == val0[None]  # validation reports the ELBO whatever trains
+
+
 def test_missing_data_names_the_prepare_command(corpus, tmp_path):
     missing = tmp_path / "data" / "embedded" / "pretrain"
     with pytest.raises(FileNotFoundError, match=r"embedded/pretrain/train.bin .*python data/embedded/prepare.py"):
