@@ -171,8 +171,8 @@ def reading(results, tasks, metas):
         out.append(f"- AR2Diff improves with N ({largest} vs AR2Diff_0): better on {len(better)} of {len(tasks)} "
                    f"tasks ({', '.join(better) or 'none'}).")
         worst = [t for t in tasks if None not in (score("AR2Diff_0", t), score(largest, t), score("diffusion", t))
-                 and score("AR2Diff_0", t) <= min(score(largest, t), score("diffusion", t))]
-        out.append(f"- AR2Diff_0 is the weakest diffusion model: on {len(worst)} of {len(tasks)} tasks "
+                 and score("AR2Diff_0", t) < min(score(largest, t), score("diffusion", t))]
+        out.append(f"- AR2Diff_0 is the weakest diffusion model (strictly): on {len(worst)} of {len(tasks)} tasks "
                    f"({', '.join(worst) or 'none'}).")
     return out or ["- (no complete rows to compare)"]
 

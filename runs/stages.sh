@@ -1,6 +1,7 @@
 # The stage runner shared by runs/*.sh (sourced, not run). Needs OUT (the output folder).
 #   step NAME COMMAND...   run a stage with its log in $OUT/logs/NAME.log; a failure stops the run
 #   lane FUNCTION ARGS...  run it in the background, one thread, once one of $LANES lanes is free
+#   wait_lane PID          wait for one lane (its PID: $LANE_PID right after `lane`)
 #   drain                  wait for every lane; a failed one stops the run
 START=$(date +%s)
 mkdir -p "$OUT/logs"
@@ -18,6 +19,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 lane() {
   if [ "$RUNNING" -ge "$LANES" ]; then wait -n; RUNNING=$((RUNNING - 1)); fi
   (export OMP_NUM_THREADS=1; "$@") &
-  RUNNING=$((RUNNING + 1))
+  LANE_PID=$!; RUNNING=$((RUNNING + 1))
 }
+wait_lane() { wait "$1"; RUNNING=$((RUNNING - 1)); }
 drain() { while [ "$RUNNING" -gt 0 ]; do wait -n; RUNNING=$((RUNNING - 1)); done; }

@@ -27,7 +27,7 @@ done
 # Budgets (optimizer steps). The AR and the diffusion pretraining get the same budget; AR2Diff_N
 # continues the AR model for N more steps (paper: N = 10K or 100K after 1M AR steps).
 PRETRAIN_STEPS=1000; ADAPT_STEPS=100; CODE_SAMPLES=2
-declare -A FINETUNE_STEPS=([translation]=500 [qa]=1000 [code]=600)
+declare -A FINETUNE_STEPS=([translation]=500 [qa]=1000 [code]=1000)
 declare -A FINETUNE_LR=([translation]=5e-3 [qa]=1e-3 [code]=5e-3)  # the same for every model
 declare -A EVAL_LIMIT=([translation]=200 [qa]=200 [code]=100)  # test examples scored
 PRETRAIN_BATCH=4; FINETUNE_BATCH=16; PRETRAIN_LR=3e-3; ADAPT_LR=5e-4
@@ -58,11 +58,6 @@ pretrain_ar_and_adapt() {
   step "adapt_$ADAPT_STEPS" python adapt.py --init_from "$OUT/pretrain/ar/best.pt" --steps "$ADAPT_STEPS" \
     "${PRE[@]}" --lr "$ADAPT_LR" --warmup_steps 20 --lr_schedule constant --out_dir "$OUT/pretrain/ar2diff_$ADAPT_STEPS"
 }
-lane pretrain_ar_and_adapt
-lane step pretrain_diffusion python train.py "${PRE[@]}" --objective diffusion --noise mask \
-  --max_steps "$PRETRAIN_STEPS" --out_dir "$OUT/pretrain/diffusion"
-drain
-
 finetune_and_eval() {  # finetune_and_eval MODEL TASK
   local m=$1 task=$2 FT="$OUT/finetune/$1/$2" S=${FINETUNE_STEPS[$2]}
   local EVAL=(--split test --limit "${EVAL_LIMIT[$task]}" --batch_size 50)
@@ -73,9 +68,18 @@ finetune_and_eval() {  # finetune_and_eval MODEL TASK
   rm -rf "$FT/eval"  # predictions of an earlier run's model would be resumed, not remade
   step "eval_${m}_$task" python evaluate.py --ckpt "$FT/best.pt" "${EVAL[@]}" --out_dir "$FT/eval"
 }
+pretrain_diffusion_and_code() {  # the shorter pretraining lane goes on with its first fine-tune
+  step pretrain_diffusion python train.py "${PRE[@]}" --objective diffusion --noise mask \
+    --max_steps "$PRETRAIN_STEPS" --out_dir "$OUT/pretrain/diffusion"
+  finetune_and_eval diffusion code
+}
+lane pretrain_ar_and_adapt; AR_LANE=$LANE_PID
+lane pretrain_diffusion_and_code
+wait_lane "$AR_LANE"  # the other fine-tunes start from the AR lane's checkpoints
+
 for task in code translation qa; do  # longest first, so the two lanes end together
   for m in "${MODELS[@]}"; do
-    lane finetune_and_eval "$m" "$task"
+    [ "$m/$task" = diffusion/code ] || lane finetune_and_eval "$m" "$task"
   done
 done
 drain
@@ -89,7 +93,7 @@ ROWS="AR=ar,diffusion=diffusion,AR2Diff_0=ar2diff_0,AR2Diff_$ADAPT_STEPS=ar2diff
 SETTINGS="seed $SEED; tiny model (4 layers, 128 wide, block 256, the world's words as tokens); pretraining \
 $PRETRAIN_STEPS steps x $PRETRAIN_BATCH sequences of 256 tokens, lr $PRETRAIN_LR cosine (AR and diffusion alike); \
 AR2Diff_$ADAPT_STEPS: $ADAPT_STEPS more diffusion steps from the AR model at constant lr $ADAPT_LR; fine-tuning (translation/qa/code) \
-${FINETUNE_STEPS[translation]}/${FINETUNE_STEPS[qa]}/${FINETUNE_STEPS[code]} steps x $FINETUNE_BATCH examples, lr ${FINETUNE_LR[translation]}/${FINETUNE_LR[qa]}/${FINETUNE_LR[code]} cosine, best validation checkpoint; evaluation on the first \
+${FINETUNE_STEPS[translation]}/${FINETUNE_STEPS[qa]}/${FINETUNE_STEPS[code]} steps x $FINETUNE_BATCH examples, lr ${FINETUNE_LR[translation]}/${FINETUNE_LR[qa]}/${FINETUNE_LR[code]} cosine, diffusion loss flat-weighted (pretraining: ELBO), best validation checkpoint; evaluation on the first \
 ${EVAL_LIMIT[translation]}/${EVAL_LIMIT[qa]}/${EVAL_LIMIT[code]} test examples; code pass@k with $CODE_SAMPLES samples per problem. Command: bash runs/tiny.sh --seed $SEED --out $OUT$([ "$QUICK" = 1 ] && echo ' --quick' || true)"
 step report python runs/report.py --out "$OUT" --models "$ROWS" --tasks "$(IFS=,; echo "${TASKS[*]}")" \
   --seconds "$SECONDS_TOTAL" --settings "$SETTINGS"
