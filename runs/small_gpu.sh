@@ -96,7 +96,7 @@ ROWS="AR=ar,diffusion=diffusion,AR2Diff_0=ar2diff_0,AR2Diff_$ADAPT_STEPS=ar2diff
 step report python runs/report.py --out "$OUT" --models "$ROWS" --tasks "$(IFS=,; echo "${TASKS[*]}")" \
   --seconds "$SECONDS_TOTAL" --title "AR2Diff on real data (small model)" --settings "seed $SEED; small model, \
 GPT-2 BPE, block 512; pretraining $PRETRAIN_STEPS steps x $BATCH x 512 tokens (AR and diffusion alike); \
-AR2Diff_$ADAPT_STEPS; fine-tuning up to $FINETUNE_STEPS steps x $BATCH, constant lr 1e-3, dropout 0.1, early \
+AR2Diff_$ADAPT_STEPS; fine-tuning up to $FINETUNE_STEPS steps x $BATCH, constant lr 1e-3, dropout 0.1, flat diffusion loss weight, early \
 stopping (patience 3 evaluations); SQuAD numbers follow the dev-split protocol. \
 Command: bash runs/small_gpu.sh --seed $SEED --out $OUT$([ "$QUICK" = 1 ] && echo ' --quick' || true)"
 echo "done in $((SECONDS_TOTAL / 60))m$((SECONDS_TOTAL % 60))s: $OUT/report.md, $OUT/results.json, $OUT/speed.png"
