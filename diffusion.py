@@ -9,7 +9,9 @@ The diffusion process over target tokens: two noise processes behind one interfa
              uniformly random ordinary token; loss L(1) + L(2) (a second pass on the argmax of the
              first); decoding resamples every target position at every step.
 
-r ~ U(0, 1) per sequence. Only target tokens are corrupted: prefix and batch padding never are.
+r ~ U(0, 1) per sequence (per block of block_len tokens for block diffusion, BD3-LM: decoding then
+goes block after block with an exact KV cache, model.py). Only target tokens are corrupted: prefix
+and batch padding never are.
 The model has no timestep input and no length head: a diffusion target is padded with EOS to a
 fixed length, so the model learns where the text ends (paper §3).
 
@@ -21,9 +23,10 @@ directly, so a model trained from scratch does not sit at the unigram plateau th
 [MASK] from its own position starts on. Every example needs a prefix of at least one token (task
 loaders use EOS for an empty input; corpus windows split at 1..T-1).
 
-    from diffusion import diffusion_loss, diffusion_generate
-    loss = diffusion_loss(model, idx, prefix_len, seq_len, "mask", tok)
+    from diffusion import diffusion_loss, diffusion_generate, decode
+    loss = diffusion_loss(model, idx, prefix_len, seq_len, "mask", tok, block_len=None)
     tokens, scores = diffusion_generate(model, prefix, prefix_len, target_len=64, tok=tok)
+    tokens, scores, calls = decode(model, ckpt, prefix, prefix_len, 64, tok)  # AR, diffusion or block
 """
 import math
 
@@ -60,13 +63,13 @@ def _randint(high, shape, generators, device):
 def corrupt(idx, target, rate, noise, tok, generator=None):
     """
     Corrupt target positions of idx (B, T). target (B, T) bool marks the positions that may be
-    corrupted; rate (B,) is each sequence's corruption probability. Returns (noisy idx, corrupted)
+    corrupted; rate (B,) or (B, T) is each sequence's (or position's) corruption probability. Returns (noisy idx, corrupted)
     where corrupted (B, T) bool marks the positions that were replaced (a `uniform` replacement may
     draw the original token: it still counts as corrupted, as in SUNDAE).
     """
     _check_noise(noise)
     u = torch.rand(idx.shape, device=idx.device, generator=generator)
-    corrupted = target & (u < rate[:, None])
+    corrupted = target & (u < (rate[:, None] if rate.dim() == 1 else rate))
     if noise == "mask":
         replacement = torch.full_like(idx, tok.mask_id)
     else:  # uniform over the ordinary vocabulary: never a special or spare id
@@ -78,9 +81,12 @@ def draw_rate(batch_size, device, generator=None):
     return MIN_RATE + (1 - MIN_RATE) * torch.rand(batch_size, device=device, generator=generator)
 
 
-def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, rate=None, weight="elbo"):
+def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, rate=None, weight="elbo",
+                   block_len=None):
     """
-    idx (B, T) clean [prefix ; target ; padding]. Returns the scalar loss.
+    idx (B, T) clean [prefix ; target ; padding]; rate (B,) or (B, T), drawn when None. Returns the
+    scalar loss. With block_len K, block diffusion: a rate per block of K target tokens, and the
+    model reads each block's noisy tokens beside the clean earlier blocks (model.py, two copies).
 
     p(x_i | .) is read from the output at position i - 1 (see the module docstring).
     mask, weight="elbo":
@@ -103,25 +109,35 @@ def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, 
         raise ValueError(f"weight must be one of {WEIGHTS}, got {weight!r}")
     B, T = idx.shape
     target = target_mask(prefix_len, seq_len, T)
-    rate = draw_rate(B, idx.device, generator) if rate is None else rate
+    if rate is None and block_len is None:
+        rate = draw_rate(B, idx.device, generator)
+    elif rate is None:  # BD3-LM: a rate per block of K target tokens; a position takes its block's
+        blocks = (torch.arange(T, device=idx.device)[None] - prefix_len[:, None]).clamp(min=0) // block_len
+        rate = draw_rate(B * (T // block_len + 1), idx.device, generator).view(B, -1).gather(1, blocks)
+    rate = rate[:, None].expand(B, T) if rate.dim() == 1 else rate  # (B, T): each position's rate
     noisy, corrupted = corrupt(idx, target, rate, noise, tok, generator)
     n_target = target.sum().clamp(min=1)
+
+    def denoise(noisy):  # (B, T, V): output i reads token i + 1 of the clean sequence
+        if block_len is None:
+            return model(noisy, prefix_len, seq_len, mode="diffusion")
+        return model(torch.cat([idx, noisy], 1), prefix_len, seq_len, mode="block", block_len=block_len)
 
     def ce(logits, where):  # (B, T-1) cross-entropy of the clean token i+1 at `where`, from output i
         labels = idx[:, 1:].masked_fill(~where[:, 1:], -1)
         return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-1,
                                reduction="none").view(B, T - 1)
 
-    logits = model(noisy, prefix_len, seq_len, mode="diffusion")
+    logits = denoise(noisy)
     if noise == "mask" and weight == "flat":
         return ce(logits, corrupted).sum() / corrupted.sum().clamp(min=1)
     if noise == "mask":
-        return (ce(logits, corrupted) / rate[:, None]).sum() / n_target
+        return (ce(logits, corrupted) / rate[:, 1:]).sum() / n_target
     loss1 = ce(logits, target).sum() / n_target
     with torch.no_grad():  # argmax has no gradient anyway; no_grad also frees its graph
         guess = F.pad(logits[:, :-1, : tok.mask_id].argmax(-1), (1, 0))  # guess[:, i] from output i-1
     unrolled = torch.where(target, guess, noisy)
-    loss2 = ce(model(unrolled, prefix_len, seq_len, mode="diffusion"), target).sum() / n_target
+    loss2 = ce(denoise(unrolled), target).sum() / n_target
     return loss1 + loss2
 
 
@@ -141,29 +157,37 @@ def commit_schedule(target_len, num_steps, schedule="linear"):
 @torch.no_grad()
 def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask", num_steps=10,
                        temperature=0.2, num_samples=8, order="confidence", schedule="linear",
-                       threshold=None, generators=None, return_info=False):
+                       threshold=None, generators=None, block_len=None, return_info=False):
     """
-    Decode a fixed-length target canvas for each example of prefix (B, P) (right-padded, lengths
+    Decode a target of target_len tokens for each example of prefix (B, P) (right-padded, lengths
     prefix_len). Defaults are the paper's (§4.1): 10 steps, temperature 0.2, 8 candidates per
-    example, keeping the one with the best model score (mean log-probability of the final canvas
-    under the final step's logits). The prefix's keys/values are computed once (prefix cache);
-    each step runs only the target positions.
+    example, keeping the one with the best score. The prefix's keys/values are computed once (prefix
+    cache); each step runs only the target positions.
 
+    block_len None: one canvas of target_len tokens (full diffusion). block_len K: blocks of K tokens
+    one after another, num_steps steps inside each; a decided block runs once more, clean, to write
+    its keys/values into the cache (exact: what training showed the next blocks), and its last
+    output reads the next block's first token. Decoding stops after the block that holds EOS (the
+    slots after it hold EOS), so outputs have their own lengths. K = 1 is greedy-or-sampled AR.
     mask:    confidence order unmasks the most probable sampled tokens first; random order unmasks
              random positions (ancestral sampling); `threshold` also commits every token whose
              probability passes it (at least the schedule's count, so num_steps is a cap and the
              decoder stops early when the canvas is full).
     uniform: the canvas starts as random tokens and every position is resampled at every step.
-    Returns tokens (B, target_len) and scores (B,); with return_info also a dict: "steps" (model
-    calls), "commits" (B*S, steps) tokens committed per step (mask only), "candidates" (B, S, L)
-    and "candidate_scores" (B, S).
+    Score (the reranking, our choice where the paper's does not apply): mask noise, the mean
+    log-probability each token had when it was committed. The paper scores the final canvas with
+    the final step's logits, but the mask objective never trains the outputs at visible positions,
+    so that score is mostly noise there; uniform noise trains every position: the paper's score.
+    Returns tokens (B, target_len) and scores (B,); with return_info also a dict: "calls" (model
+    forward passes, the prefix pass included), "steps" (denoising steps), "commits" (B*S, steps)
+    tokens committed per step (mask only), "candidates" (B, S, L) and "candidate_scores" (B, S).
     """
     _check_noise(noise)
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-    if num_steps < 1 or num_samples < 1 or target_len < 1:
-        raise ValueError(f"num_steps, num_samples and target_len must be >= 1, got "
-                         f"{num_steps}, {num_samples}, {target_len}")
+    if num_steps < 1 or num_samples < 1 or target_len < 1 or (block_len is not None and block_len < 1):
+        raise ValueError(f"num_steps, num_samples, target_len and block_len must be >= 1, got "
+                         f"{num_steps}, {num_samples}, {target_len}, {block_len}")
     if prefix.dim() != 2 or prefix_len.shape != (prefix.size(0),):
         raise ValueError(f"prefix must be (B, P) and prefix_len (B,), got {tuple(prefix.shape)}, "
                          f"{tuple(prefix_len.shape)}")
@@ -178,51 +202,97 @@ def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask",
     first = model.lm_head(h[torch.arange(B, device=device), prefix_len - 1]).float().repeat_interleave(S, 0)
     cache.repeat_interleave(S)
     P = prefix_len.repeat_interleave(S)  # (B*S,)
-
-    def rand(*shape):  # per-example noise for all S candidates of that example
-        return _rand((B, S, *shape), generators, device).flatten(0, 1)
-
-    if noise == "mask":
-        canvas = torch.full((B * S, L), tok.mask_id, dtype=torch.long, device=device)
-        counts = commit_schedule(L, num_steps, schedule)
-    else:
-        canvas = _randint(tok.n_ordinary, (B, S, L), generators, device).flatten(0, 1)
-        counts = [0] * num_steps
-    commits = []
-    for step in range(len(counts)):
-        h = model(canvas, P, cache=cache, start=P, mode="diffusion", head=False)
-        logits = torch.cat([first[:, None], model.lm_head(h[:, :-1]).float()], 1)  # (B*S, L, V)
-        logits[..., tok.mask_id:] = float("-inf")  # never produce [MASK] or a spare id
-        gens = None if generators is None else [g for g in generators for _ in range(S)]
-        x0 = sample_logits(logits, temperature, generators=gens)  # (B*S, L)
-        if noise == "uniform":
-            canvas = x0
-            continue
-        masked = canvas == tok.mask_id
-        if order == "confidence":
-            # p(x0) = exp(logit - logsumexp): no (B*S, L, V) softmax tensor
-            conf = (logits.gather(-1, x0[..., None])[..., 0] - logits.logsumexp(-1)).exp()
-        else:
-            conf = rand(L)
-        conf = conf.masked_fill(~masked, -1.0)
-        n_commit = torch.full((B * S,), counts[step], device=device)
-        if threshold is not None:
-            n_commit = torch.maximum(n_commit, (conf >= threshold).sum(-1))
-        rank = conf.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)  # 0 = most confident
-        commit = masked & (rank < n_commit[:, None])
-        canvas = torch.where(commit, x0, canvas)
-        commits.append(commit.sum(-1))
-        if threshold is not None and not bool((canvas == tok.mask_id).any()):
+    gens = None if generators is None else [g for g in generators for _ in range(S)]
+    mode, K = ("diffusion", L) if block_len is None else ("block", block_len)
+    tokens = torch.full((B * S, L), tok.eos_id, dtype=torch.long, device=device)
+    logp = torch.zeros(B * S, L, device=device)  # each decided token's score term
+    decided = torch.zeros(B * S, L, dtype=torch.bool, device=device)  # in a block decoded before EOS
+    finished = torch.zeros(B * S, dtype=torch.bool, device=device)  # an earlier block held EOS
+    calls, steps, commits = 1, 0, []
+    for lo in range(0, L, K):
+        n = min(K, L - lo)
+        run = dict(cache=cache, start=P + lo, mode=mode, block_len=block_len, head=False)
+        if noise == "mask":
+            canvas = torch.full((B * S, n), tok.mask_id, dtype=torch.long, device=device)
+            counts = commit_schedule(n, num_steps, schedule)
+        else:  # one token alone needs one draw: its logits do not depend on the canvas
+            canvas = _randint(tok.n_ordinary, (B, S, n), generators, device).flatten(0, 1)
+            counts = [0] * (num_steps if n > 1 else 1)
+        block_logp = torch.zeros(B * S, n, device=device)
+        for count in counts:
+            logits = first[:, None]  # output i reads token i + 1: the canvas's last output is not needed
+            if n > 1:
+                logits = torch.cat([logits, model.lm_head(model(canvas, P, **run)[:, :-1]).float()], 1)
+                calls += 1
+            steps += 1
+            logits[..., tok.mask_id:] = float("-inf")  # never produce [MASK] or a spare id
+            x0 = sample_logits(logits, temperature, generators=gens)  # (B*S, n)
+            # log p(x0) = logit - logsumexp: no (B*S, n, V) softmax tensor
+            lp = logits.gather(-1, x0[..., None])[..., 0] - logits.logsumexp(-1)
+            if noise == "uniform":
+                canvas, block_logp = x0, lp  # the paper's score: the final canvas under the final logits
+                continue
+            masked = canvas == tok.mask_id
+            conf = (lp.exp() if order == "confidence" else _rand((B, S, n), generators, device).flatten(0, 1))
+            conf = conf.masked_fill(~masked, -1.0)
+            n_commit = torch.full((B * S,), count, device=device)
+            if threshold is not None:
+                n_commit = torch.maximum(n_commit, (conf >= threshold).sum(-1))
+            rank = conf.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)  # 0 = most confident
+            commit = masked & (rank < n_commit[:, None])
+            canvas, block_logp = torch.where(commit, x0, canvas), torch.where(commit, lp, block_logp)
+            commits.append(commit.sum(-1))
+            if threshold is not None and not bool((canvas == tok.mask_id).any()):
+                break
+        tokens[:, lo: lo + n] = torch.where(finished[:, None], tok.eos_id, canvas)
+        logp[:, lo: lo + n], decided[:, lo: lo + n] = block_logp, ~finished[:, None]
+        finished |= (canvas == tok.eos_id).any(-1)
+        if lo + n == L or bool(finished.all()):
             break
-    score = logits.log_softmax(-1).gather(-1, canvas[..., None])[..., 0].mean(-1).view(B, S)
-    best = score.argmax(-1)  # rerank: keep the candidate the model scores best (paper §4.1)
-    tokens = canvas.view(B, S, L)[torch.arange(B, device=device), best]
+        # commit the block: its clean keys/values into the cache, once (never recomputed)
+        first = model.lm_head(model(canvas, P, **run)[:, -1]).float()
+        calls += 1
+    score = ((logp * decided).sum(-1) / decided.sum(-1).clamp(min=1)).view(B, S)
+    best = score.argmax(-1)  # rerank: keep the candidate with the best score (paper §4.1)
+    out = tokens.view(B, S, L)[torch.arange(B, device=device), best]
     scores = score[torch.arange(B, device=device), best]
     if return_info:
-        steps = len(commits) if noise == "mask" else len(counts)
-        return tokens, scores, dict(steps=steps, commits=torch.stack(commits, 1) if commits else None,
-                                    candidates=canvas.view(B, S, L), candidate_scores=score)
-    return tokens, scores
+        return out, scores, dict(calls=calls, steps=steps, commits=torch.stack(commits, 1) if commits else None,
+                                 candidates=tokens.view(B, S, L), candidate_scores=score)
+    return out, scores
+
+
+PAPER = dict(num_steps=10, temperature=0.2, num_samples=8, order="confidence", schedule="linear", threshold=None)
+MASK_ONLY = ("order", "schedule", "threshold")  # the uniform sampler resamples every position
+
+
+def decode(model, trained, prefix, prefix_len, target_len, tok, generators=None, temperature=None, top_k=None,
+           **sampler):
+    """
+    The one decoding entry point (evaluate.py, sample.py): decode a batch as `trained` says, a
+    checkpoint dict or any dict with its "objective" (ar | diffusion), "noise" and "block_len".
+    AR: KV-cached, greedy unless a temperature is given, [MASK] and spare ids never produced.
+    Diffusion: diffusion_generate, the paper's settings (§4.1) for every `sampler` setting left None.
+    A setting that does not apply to the model is an error naming it as the scripts' flag.
+    Returns tokens (B, target_len), scores (B,) (None for AR) and the number of model calls made.
+    """
+    given = [k for k, v in dict(sampler, top_k=top_k).items() if v is not None]
+    ar = trained.get("objective") == "ar"
+    wrong = [k for k in given if (k != "top_k") == ar or (trained.get("noise") == "uniform" and k in MASK_ONLY)]
+    if wrong:
+        what = "an AR" if ar else f"a {trained.get('noise')}-noise diffusion"
+        raise ValueError(f"{', '.join('--' + k for k in wrong)} cannot be used with {what} model")
+    if ar:
+        tokens, calls = model.generate(prefix, prefix_len, target_len, tok.eos_id, temperature=temperature or 0.0,
+                                       top_k=top_k, generators=generators, suppress_from=tok.mask_id,
+                                       return_calls=True)
+        return tokens, None, calls
+    kw = {**PAPER, **{k: v for k, v in sampler.items() if v is not None}}
+    kw["temperature"] = PAPER["temperature"] if temperature is None else temperature
+    tokens, scores, info = diffusion_generate(model, prefix, prefix_len, target_len, tok, noise=trained["noise"],
+                                              block_len=trained.get("block_len"), generators=generators,
+                                              return_info=True, **kw)
+    return tokens, scores, info["calls"]
 
 
 def cut_at_eos(tokens, eos_id):

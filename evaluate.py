@@ -29,11 +29,12 @@ from data.common import atomic_write, read_json, write_json
 from data.loader import encode_task, pad_batch
 from data.tasks import load_split, load_task, read_predictions, score
 from data.tokenizer import get_tokenizer
-from diffusion import ORDERS, SCHEDULES, cut_at_eos, diffusion_generate
+from diffusion import ORDERS, SCHEDULES, cut_at_eos, decode
 from model import load_checkpoint, make_generators, model_from_checkpoint
 
 MAIN_METRIC = {"bleu": "bleu", "squad": "f1", "pass@k": "pass@1"}
 TABLE_ROWS = ("AR", "diffusion", "AR2Diff_0")  # then every AR2Diff_N, in order
+SAMPLER = ("num_steps", "num_samples", "order", "schedule", "threshold")  # diffusion settings, None = paper's
 AR_CODE_TEMPERATURE = 0.8  # our choice: the paper samples AR code with a temperature it does not give
 
 
@@ -49,12 +50,13 @@ def get_args(argv=None):
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N examples (0 = all)")
     p.add_argument("--batch_size", type=int, default=32, help="examples decoded together")
     p.add_argument("--target_len", type=int, default=0, help="output length in tokens (default: the ckpt's)")
-    p.add_argument("--num_steps", type=int, default=10, help="diffusion denoising steps (paper: 10)")
+    p.add_argument("--num_steps", type=int, default=None, help="diffusion denoising steps (default: paper, 10; "
+                   "block diffusion: per block)")
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature (default: diffusion 0.2; AR 0, or 0.8 for code)")
-    p.add_argument("--num_samples", type=int, default=8, help="diffusion candidates reranked per output (paper: 8)")
-    p.add_argument("--order", default="confidence", choices=ORDERS, help="mask unmasking order")
-    p.add_argument("--schedule", default="linear", choices=SCHEDULES, help="tokens unmasked per step")
+    p.add_argument("--num_samples", type=int, default=None, help="diffusion candidates reranked per output (paper: 8)")
+    p.add_argument("--order", default=None, choices=ORDERS, help="mask unmasking order (default confidence)")
+    p.add_argument("--schedule", default=None, choices=SCHEDULES, help="tokens unmasked per step (default linear)")
     p.add_argument("--threshold", type=float, default=None, help="adaptive: also unmask tokens above this probability")
     p.add_argument("--top_k", type=int, default=None, help="AR sampling: keep the k likeliest tokens")
     p.add_argument("--num_outputs", type=int, default=1, help="outputs per example (pass@k needs n >= k)")
@@ -74,7 +76,8 @@ def example_seed(seed, row_id, j):
 
 @torch.no_grad()
 def predict(model, ckpt, tok, rows, args, on_batch=None, metric=None):
-    """Generated text for every (row, output j); returns {str(id): [text, ...]} in row order."""
+    """Generated text for every (row, output j); returns {str(id): [text, ...]} in row order. After each
+    batch, on_batch(list of (id, j, text), model calls made) if given."""
     diffusion = ckpt["objective"] == "diffusion"
     L = args.target_len or ckpt.get("target_len")
     if not L:
@@ -92,20 +95,14 @@ def predict(model, ckpt, tok, rows, args, on_batch=None, metric=None):
         prefix, prefix_len = pad_batch([examples[i][0] for i, _ in chunk], tok.eos_id, args.device)
         gens = make_generators([example_seed(args.seed, rows[i]["id"], j) for i, j in chunk], args.device)
         with autocast:
-            if diffusion:
-                tokens, _ = diffusion_generate(
-                    model, prefix, prefix_len, L, tok, noise=ckpt["noise"], num_steps=args.num_steps,
-                    temperature=temperature, num_samples=args.num_samples, order=args.order,
-                    schedule=args.schedule, threshold=args.threshold, generators=gens)
-            else:
-                tokens = model.generate(prefix, prefix_len, L, tok.eos_id, temperature=temperature,
-                                        top_k=args.top_k, generators=gens, suppress_from=tok.mask_id)
+            tokens, _, calls = decode(model, ckpt, prefix, prefix_len, L, tok, generators=gens, temperature=temperature,
+                                      top_k=args.top_k, **{k: getattr(args, k) for k in SAMPLER})
         texts = [tok.decode(ids) for ids in cut_at_eos(tokens, tok.eos_id)]
         batch = [(str(rows[i]["id"]), j, text) for (i, j), text in zip(chunk, texts)]
         for key, _, text in batch:
             out.setdefault(key, []).append(text)
         if on_batch:
-            on_batch(batch)
+            on_batch(batch, calls)
     return out
 
 
@@ -148,7 +145,7 @@ def run_model(args, task_dir, meta, rows):
     print(f"{args.ckpt}: {ckpt['objective']}{'/' + ckpt['noise'] if ckpt.get('noise') else ''}, "
           f"step {ckpt.get('step')}; {len(rows) - len(todo)} of {len(rows)} examples already done")
 
-    def on_batch(batch):  # append each batch as soon as it is decoded
+    def on_batch(batch, calls):  # append each batch as soon as it is decoded
         with open(path, "a", encoding="utf-8") as f:
             for key, j, text in batch:
                 f.write(json.dumps({"id": key, "j": j, "text": text}, ensure_ascii=False) + "\n")
@@ -206,7 +203,7 @@ def main(argv=None):
     if bool(args.ckpt) == bool(args.predictions):
         raise SystemExit("give either --ckpt (run a model) or --predictions (score a file)")
     for flag in ("num_steps", "num_samples", "num_outputs", "batch_size"):
-        if getattr(args, flag) < 1:
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise SystemExit(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     task_dir = args.task_dir or (f"data/{args.task}" if args.task else None)
     if task_dir is None and args.ckpt:

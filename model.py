@@ -1,19 +1,32 @@
 """
 The decoder-only prefix-LM Transformer shared by AR and diffusion (GPT-2 compatible).
 
-Every sequence is [prefix ; target ; right padding]. One forward pass serves both objectives; they
+Every sequence is [prefix ; target ; right padding]. One forward pass serves every objective; they
 differ only in the attention rule (DESIGN §3):
     prefix positions  attend to the whole prefix (bidirectionally), never to the target;
-    target positions  attend to the whole prefix and, within the target, causally (`ar`) or to
-                      every target position (`diffusion`);
+    target positions  attend to the whole prefix and, within the target, causally (`ar`), to every
+                      target position (`diffusion`), or, cut into blocks of `block_len` tokens, to
+                      every position of earlier blocks and of their own block (`block`);
     padding           is never attended to (a padding position attends only to itself, so that
                       its row is finite; its output is garbage and is never used).
 Because the prefix never sees the target, its keys/values are computed once and reused: by AR
 decoding (a KV cache) and by every diffusion step (the prefix cache). Prefix length 0 is GPT-2.
 
+Block diffusion trains on two copies of the target in one sequence, as BD3-LM does (Arriola et al.,
+ICLR 2025): idx is [clean sequence ; noisy copy], 2T tokens at positions 0..T-1 twice. A clean
+position attends to the prefix and to clean blocks up to its own (what the KV cache holds when a
+block is committed); a noisy position attends to the prefix, to the clean blocks before its own and
+to its own noisy block (what a decoding step sees). We chose this over Fast-dLLM v2's complementary
+masks because a decoding step then sees exactly the sequence trained on (clean earlier blocks, one
+noisy block), the cache of a committed block is exact, and block_len 1 is AR and block_len >= the
+target length is full diffusion, token for token (tests/test_block.py). The price: twice the
+tokens per training sequence. With the shift (token i read from output i - 1), the first token of
+a block is read from the clean copy (the last token of the block before, or of the prefix).
+
     from model import GPT, GPTConfig
     model = GPT(GPTConfig.preset("tiny", vocab_size=320))
     logits = model(idx, prefix_len=P, seq_len=L, mode="diffusion")            # (B, T, V)
+    logits = model(torch.cat([idx, noisy], 1), P, L, mode="block", block_len=4)  # (B, 2T, V)
     out = model.generate(prefix, prefix_len, max_new_tokens=64, eos_id=256)   # KV-cached AR
     gpt2 = GPT.from_pretrained("gpt2")                                         # needs transformers
 """
@@ -25,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MODES = ("ar", "diffusion")
+MODES = ("ar", "diffusion", "block")
 
 # Shapes: tiny/small for CPU, then the GPT-2 family (124M / 355M / 774M / 1.5B at the GPT-2 vocab).
 PRESETS = {
@@ -80,12 +93,24 @@ class KVCache:
         return self
 
 
-def attention_mask(q_pos, k_pos, prefix_len, seq_len, mode):
-    """(B, 1, Tq, Tk) bool, True = may attend. Positions are absolute; see the module docstring."""
+def attention_mask(q_pos, k_pos, prefix_len, seq_len, mode, block_len=None, k_noisy=None, q_noisy=None):
+    """(B, 1, Tq, Tk) bool, True = may attend. Positions are absolute; see the module docstring.
+    k_noisy (Tk,) / q_noisy (Tq,): which keys / queries are the block objective's noisy copy."""
     q = q_pos[:, :, None]  # (B, Tq, 1)
     k = k_pos[None, None, :]  # (1, 1, Tk)
     P = prefix_len[:, None, None]
-    rule = (k < P) | ((q >= P) & ((k <= q) if mode == "ar" else True))
+    if mode == "block":  # block index within the target (negative in the prefix)
+        bq, bk = torch.div(q - P, block_len, rounding_mode="floor"), torch.div(k - P, block_len, rounding_mode="floor")
+        within = bk <= bq
+        if k_noisy is not None:  # two copies: clean keys of earlier blocks, noisy keys of the own block
+            kn, qn = k_noisy[None, None, :], q_noisy[None, :, None]
+            within = torch.where(qn, torch.where(kn, bk == bq, bk < bq), ~kn & within)
+            rule = ((k < P) & ~kn) | ((q >= P) & within)
+            diagonal = torch.eye(q.size(1), dtype=torch.bool, device=q.device)  # positions repeat: by index
+            return ((rule & (k < seq_len[:, None, None])) | diagonal).unsqueeze(1)
+    else:
+        within = (k <= q) if mode == "ar" else True
+    rule = (k < P) | ((q >= P) & within)
     return ((rule & (k < seq_len[:, None, None])) | (k == q)).unsqueeze(1)
 
 
@@ -170,16 +195,22 @@ class GPT(nn.Module):
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
     def forward(self, idx, prefix_len=None, seq_len=None, mode="ar", cache=None, start=None,
-                head=True):
+                head=True, block_len=None):
         """
         idx (B, T) token ids; prefix_len (B,) prefix lengths (default 0: a causal LM); seq_len (B,)
         real lengths, the rest is right padding (default: all real). With a `cache`, idx holds the
         tokens at absolute positions start[b] + [0, T) of each example, their keys/values are
-        written into the cache, and seq_len defaults to start + T. Returns logits (B, T, V), or the
-        final hidden states (B, T, C) when head=False.
+        written into the cache, and seq_len defaults to start + T. mode "block" needs block_len;
+        without a cache its idx is (B, 2T): the clean sequence, then its noisy copy (docstring), and
+        output i, which reads token i + 1, is the clean copy's where token i + 1 begins a block, else
+        the noisy copy's: (B, T) outputs. Returns logits (B, T, V), or the final hidden states
+        (B, T, C) when head=False.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if (mode == "block") != (block_len is not None) or (block_len is not None and block_len < 1):
+            raise ValueError(f"block_len must be an integer >= 1 with mode 'block' and None otherwise, got "
+                             f"{block_len!r} with mode {mode!r}")
         if idx.dim() != 2 or idx.dtype != torch.long:
             raise ValueError(f"idx must be a (B, T) tensor of int64 token ids, got "
                              f"{tuple(idx.shape)} {idx.dtype}")
@@ -187,23 +218,31 @@ class GPT(nn.Module):
         for name, t in (("prefix_len", prefix_len), ("seq_len", seq_len), ("start", start)):
             if t is not None and (t.shape != (B,) or t.dtype != torch.long):
                 raise ValueError(f"{name} must be a ({B},) int64 tensor, got {tuple(t.shape)} {t.dtype}")
+        two_copies = mode == "block" and cache is None
+        if two_copies and T % 2:
+            raise ValueError(f"mode 'block' without a cache takes [clean ; noisy], an even length, got {T}")
+        Tp = T // 2 if two_copies else T  # distinct positions
         limit = self.config.block_size if cache is None else cache.k.size(3)
-        if T > limit:
-            raise ValueError(f"sequence of {T} tokens exceeds the {'block_size' if cache is None else 'cache capacity'} {limit}")
+        if Tp > limit:
+            raise ValueError(f"sequence of {Tp} tokens exceeds the {'block_size' if cache is None else 'cache capacity'} {limit}")
         device = idx.device
         start = torch.zeros(B, dtype=torch.long, device=device) if start is None else start
-        pos = start[:, None] + torch.arange(T, device=device)  # (B, T) absolute positions
-        if cache is None and prefix_len is None and seq_len is None:
+        pos = start[:, None] + torch.arange(T, device=device) % Tp  # (B, T) absolute positions
+        if cache is None and prefix_len is None and seq_len is None and mode != "block":
             mask = mode  # fast path: a plain causal LM (ar) or full attention (diffusion)
         else:
             zeros = torch.zeros(B, dtype=torch.long, device=device)
             prefix_len = zeros if prefix_len is None else prefix_len
-            seq_len = start + T if seq_len is None else seq_len
-            k_pos = torch.arange(T if cache is None else cache.k.size(3), device=device)
-            mask = attention_mask(pos, k_pos, prefix_len, seq_len, mode)
+            seq_len = start + Tp if seq_len is None else seq_len
+            k_pos = torch.arange(T, device=device) % Tp if cache is None else torch.arange(cache.k.size(3), device=device)
+            noisy = torch.arange(T, device=device) >= Tp if two_copies else None
+            mask = attention_mask(pos, k_pos, prefix_len, seq_len, mode, block_len, noisy, noisy)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for i, block in enumerate(self.transformer.h):
             x = block(x, mask, cache, i, pos)
+        if two_copies:
+            begins = (torch.arange(Tp, device=device)[None] + 1 - prefix_len[:, None]) % block_len == 0  # (B, Tp)
+            x = torch.where(begins[..., None], x[:, :Tp], x[:, Tp:])
         x = self.transformer.ln_f(x)
         return self.lm_head(x) if head else x
 
@@ -217,11 +256,12 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def generate(self, prefix, prefix_len, max_new_tokens, eos_id, temperature=0.0, top_k=None,
-                 generators=None, suppress_from=None):
+                 generators=None, suppress_from=None, return_calls=False):
         """
         Batched KV-cached AR decoding. prefix (B, P) right-padded, prefix_len (B,) >= 1. Each example
         stops at its own EOS (later slots hold eos_id). Ids >= suppress_from (the [MASK] and spare
-        ids) are never produced. Returns (B, max_new_tokens) token ids.
+        ids) are never produced. Returns (B, max_new_tokens) token ids (and, with return_calls, the
+        number of forward passes made, the prefix pass included).
         """
         B = prefix.size(0)
         if int(prefix_len.min()) < 1:
@@ -247,7 +287,7 @@ class GPT(nn.Module):
             if t + 1 == max_new_tokens or (t % check_every == check_every - 1 and bool(done.all())):
                 break
             logits = self(nxt[:, None], prefix_len, cache=cache, start=prefix_len + t)[:, -1]
-        return out
+        return (out, t + 1) if return_calls else out
 
     def flops_per_token(self, seq_len):
         """Training FLOPs per token (forward + backward), PaLM appendix B: 6N + 12 L H Q T."""

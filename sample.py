@@ -364,14 +364,16 @@ def quality(p, args, model, tok, ckpt):
     passes, counts, points = [], [], []  # model calls since the last batch; (outputs, calls) of each batch
     hooks = [m.register_forward_hook(lambda *_: passes.append(1)) for m, _, _ in models.values()]
 
-    def on_batch(batch):
+    def on_batch(batch, calls):
         counts.append((len(batch), len(passes)))
         passes.clear()
     for decoder, S, x, label in tqdm(runs, desc="settings", leave=False):
         m, t, c = models["AR" if decoder == "AR" else "diffusion"]
-        e = argparse.Namespace(**{k: getattr(args, k) for k in ("num_outputs", "target_len", "num_samples", "order",
-                               "schedule", "batch_size", "seed", "dtype", "device")}, num_steps=S, threshold=x,
-                               top_k=None, temperature=None if decoder == "AR" else args.temperature)  # None: greedy
+        ar = decoder == "AR"  # AR takes no diffusion setting
+        e = argparse.Namespace(**{k: getattr(args, k) for k in ("num_outputs", "target_len", "batch_size", "seed",
+                               "dtype", "device")}, **{k: None if ar else getattr(args, k) for k in ("num_samples",
+                               "order", "schedule")}, num_steps=S, threshold=x, top_k=None,
+                               temperature=None if ar else args.temperature)  # None: greedy
 
         def run():  # evaluate.py's decoder, as evaluate.py runs it
             passes.clear()

@@ -65,6 +65,8 @@ arg("--tokenizer", default=None, choices=TOKENIZERS, help="of a model trained fr
 # objective
 arg("--objective", default=None, choices=OBJECTIVES, help="training loss; default: the checkpoint's, else ar")
 arg("--noise", default=None, choices=NOISES, help="diffusion noise process; default: the checkpoint's, else mask")
+arg("--block_len", default=None, type=int, help="block diffusion: blocks of this many target tokens, causal across "
+    "blocks, bidirectional inside (1 = AR); default: the checkpoint's, else none (full diffusion)")
 arg("--loss_weight", default=None, choices=WEIGHTS, help="mask noise: how training weights the masked tokens' "
     "cross-entropy (validation always reports the ELBO); default: elbo on a corpus, flat on a task (see diffusion.py)")
 arg("--target_len", type=int, default=0,
@@ -205,6 +207,13 @@ def main(argv=None):
                          f"{objective}{hint}")
     if objective == "diffusion" and prev.get("noise", noise) != noise:
         raise ValueError(f"{source} was trained with --noise {prev['noise']}, not --noise {noise}")
+    block_len = args.block_len or prev.get("block_len")
+    if args.block_len is not None and (args.block_len < 1 or objective != "diffusion"):
+        raise ValueError(f"--block_len {args.block_len}: " + ("must be >= 1" if args.block_len < 1 else
+                         "block diffusion needs --objective diffusion (adapt.py --block_len converts an AR model)"))
+    if prev.get("objective") == "diffusion" and prev.get("block_len") != block_len:
+        raise ValueError(f"{source} was trained with --block_len {prev.get('block_len') or 'none (full diffusion)'}, "
+                         f"not --block_len {block_len}")
     config = GPTConfig(**{**asdict(config), "dropout": args.dropout})
     block = args.block_size or config.block_size
     if block > config.block_size:
@@ -246,7 +255,8 @@ def main(argv=None):
         idx, prefix_len, seq_len = batch
         if objective == "ar":
             return ar_loss(m, idx, prefix_len, seq_len)
-        return diffusion_loss(m, idx, prefix_len, seq_len, noise, tok, generator=generator, weight=weight)
+        return diffusion_loss(m, idx, prefix_len, seq_len, noise, tok, generator=generator, weight=weight,
+                              block_len=block_len)
 
     # ---- optimizer: decay the 2-D weights (matmuls and the tied embedding/lm_head, as nanoGPT);
     # biases and LayerNorm gains do not decay
@@ -263,7 +273,8 @@ def main(argv=None):
     history = resume_ckpt["history"] if resume_ckpt else []
     best_val = resume_ckpt["best_val"] if resume_ckpt else None
     best_step = resume_ckpt["best_step"] if resume_ckpt else None
-    passes = 2 if noise == "uniform" else 1  # uniform: L(1) + L(2), two forward+backward passes
+    # uniform: L(1) + L(2), two forward+backward passes; block: two copies of each sequence
+    passes = (2 if noise == "uniform" else 1) * (2 if block_len else 1)
     peak, commit = peak_flops(device), git_commit()
     log(f"model: {'resumed from ' + args.out_dir if resume_ckpt else args.init_from} | {config.n_layer} layers, "
         f"{config.n_head} heads, {config.n_embd} dims, block {config.block_size}, vocab {config.vocab_size} | "
@@ -272,7 +283,7 @@ def main(argv=None):
         if kind == "corpus" else f"task {task['name']}: {len(rows):,} train / {len(val_rows):,} validation rows, "
         f"{cut} train targets cut to target_len") + f" | tokenizer {tok.name}")
     weighting = f" ({args.loss_weight} weight)" if noise == "mask" else ""
-    log(f"objective: {objective} | noise: {noise or '-'}{weighting} | target_len: {target_len or '-'} | "
+    log(f"objective: {objective} | noise: {noise or '-'}{weighting} | block_len: {block_len or '-'} | target_len: {target_len or '-'} | "
         f"validation: {sum(len(b[0]) for b in val_set)} fixed {'windows' if kind == 'corpus' else 'rows'}")
     log(f"batch: {args.batch_size} sequences x {'~' if kind == 'task' else ''}{seq_tokens:.0f} tokens = "
         f"{args.batch_size * seq_tokens:,.0f} tokens per step | micro-batch {micro} x {world} process(es) x "
@@ -300,7 +311,7 @@ def main(argv=None):
 
     def save(improved):
         ckpt = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), config=asdict(config),
-                    tokenizer=tok.state(), objective=objective, noise=noise, target_len=target_len, task=task,
+                    tokenizer=tok.state(), objective=objective, noise=noise, block_len=block_len, target_len=target_len, task=task,
                     data=args.data, step=step, samples_seen=step * args.batch_size, best_val=best_val,
                     best_step=best_step, history=history, git_commit=commit, args=vars(args))
         sidecar = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "config")}
@@ -378,7 +389,7 @@ def main(argv=None):
     if ddp:
         dist.destroy_process_group()
     return dict(history=history, losses=losses, best_val=best_val, best_step=best_step, step=step,
-                target_len=target_len, objective=objective, noise=noise, out_dir=args.out_dir)
+                target_len=target_len, objective=objective, noise=noise, block_len=block_len, out_dir=args.out_dir)
 
 
 if __name__ == "__main__":
