@@ -1,11 +1,15 @@
 """
 Small I/O helpers shared by every data/*/prepare.py and by the scripts: atomic writes (a crash
 never leaves a half-written file), jsonl reading with errors that name the file and line, token
-.bin files, and downloads checked by sha256.
+.bin files, downloads checked by sha256, and bad command-line input reported in one line (argparse
+types that name the flag, `cli` for a script's main).
 """
+import argparse
+import gzip
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import urllib.request
 
@@ -51,12 +55,19 @@ def read_json(path):
 
 
 def read_jsonl(path, required=()):
-    """List of dicts from a .jsonl file; a malformed line or a missing field names file and line."""
+    """List of dicts from a .jsonl (or .jsonl.gz) file; a malformed line, a line that is not UTF-8
+    or a missing field names file and line."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    opener = gzip.open if os.fspath(path).endswith(".gz") else open
+    with opener(path, "rb") as f:  # bytes: a line that is not UTF-8 is named, not a codec error
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not UTF-8 (byte {raw[e.start]:#04x} at column "
+                                 f"{e.start + 1})") from None
             if not line.strip():
                 continue
             try:
@@ -70,6 +81,43 @@ def read_jsonl(path, required=()):
                 raise ValueError(f"{path}:{lineno}: missing field(s) {missing}")
             rows.append(row)
     return rows
+
+
+def local_file(flag, src, name):
+    """The file a --src style flag gives: `src` itself, or `name` inside the folder `src`."""
+    path = src if os.path.isfile(src) else os.path.join(src, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{flag} {src}: no {name} there" if os.path.isdir(src) else
+                                f"{flag} {src}: no such file or folder (expected {name} or a folder holding it)")
+    return path
+
+
+def flag_type(convert, ok, what):
+    """An argparse type; argparse reports a bad value as 'argument --flag: <what>, got ...'."""
+    def parse(s):
+        try:
+            if ok(v := convert(s)):
+                return v
+        except (ValueError, RuntimeError):
+            pass
+        raise argparse.ArgumentTypeError(f"{what}, got {s!r}")
+    return parse
+
+
+INT = flag_type(int, lambda v: v >= 1, "must be an integer >= 1")
+INT0 = flag_type(int, lambda v: v >= 0, "must be an integer >= 0")
+FLOAT0 = flag_type(float, lambda v: 0 <= v < float("inf"), "must be a number >= 0")
+POSITIVE = flag_type(float, lambda v: 0 < v < float("inf"), "must be a number > 0")
+FRACTION = flag_type(float, lambda v: 0 <= v < 1, "must be in [0, 1)")
+
+
+def cli(main):
+    """Run a script's main(): bad input (a missing or malformed file, a failed download) ends it
+    with one line that names the file, line or flag, not a traceback."""
+    try:
+        return main()
+    except (OSError, ValueError, RuntimeError) as e:
+        sys.exit(f"error: {e}")
 
 
 def write_tokens(path, ids):

@@ -121,8 +121,12 @@ def load_corpus(folder):
 
 
 def load_task_split(folder, split):
-    """Rows of {folder}/{split}.jsonl (each needs `input` and `target`)."""
-    return read_jsonl(require(os.path.join(folder, f"{split}.jsonl"), folder), required=("input", "target"))
+    """Rows of {folder}/{split}.jsonl (each needs `input` and `target`; at least one)."""
+    path = require(os.path.join(folder, f"{split}.jsonl"), folder)
+    rows = read_jsonl(path, required=("input", "target"))
+    if not rows:
+        raise ValueError(f"{path}: empty, no rows: {prepare_hint(folder)}")
+    return rows
 
 
 def task_meta(folder):

