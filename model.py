@@ -399,8 +399,8 @@ def load_checkpoint(path, device="cpu"):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    except Exception as e:  # torch's own message runs to many lines: its kind is enough here
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
         raise ValueError(f"{path}: not an ar2diff checkpoint (needs 'model' and 'config')")
     ckpt["model"] = {k.removeprefix("_orig_mod.").removeprefix("module."): v

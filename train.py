@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from data.common import write_json
+from data.common import FLOAT0, FRACTION, INT, INT0, POSITIVE, write_json
 from data.loader import (OBJECTIVES, auto_target_len, corpus_batch, data_kind, encode_task, epoch_indices,
                          load_corpus, load_task_split, seed_of, task_batch, task_meta)
 from data.tokenizer import TOKENIZERS, get_tokenizer
@@ -57,9 +57,9 @@ arg("--init_from", default="scratch",
     help="scratch | resume (--out_dir/ckpt.pt) | a checkpoint path | gpt2, gpt2-medium, ... (Hugging Face)")
 # model
 arg("--model", default="tiny", choices=list(PRESETS), help="shape preset (with --init_from scratch)")
-arg("--block_size", type=int, default=0,
+arg("--block_size", type=INT0, default=0,
     help="context length (a corpus window); 0 = the preset's (scratch) or the model's")
-arg("--dropout", type=float, default=0.0, help="dropout rate (0 to pretrain; try 0.1 to fine-tune on little data)")
+arg("--dropout", type=FRACTION, default=0.0, help="dropout rate (0 to pretrain; try 0.1 to fine-tune on little data)")
 arg("--tokenizer", default=None, choices=TOKENIZERS, help="of a model trained from scratch on a task; default byte "
     "(a corpus names its own)")
 # objective
@@ -69,28 +69,28 @@ arg("--block_len", default=None, type=int, help="block diffusion: blocks of this
     "blocks, bidirectional inside (1 = AR); default: the checkpoint's, else none (full diffusion)")
 arg("--loss_weight", default=None, choices=WEIGHTS, help="mask noise: how training weights the masked tokens' "
     "cross-entropy (validation always reports the ELBO); default: elbo on a corpus, flat on a task (see diffusion.py)")
-arg("--target_len", type=int, default=0,
+arg("--target_len", type=INT0, default=0,
     help="task target tokens, EOS included; 0 = the longest train target + EOS, at most block_size/2")
 # optimisation
-arg("--batch_size", type=int, default=32, help="sequences per optimizer step, over all processes")
-arg("--micro_batch_size", type=int, default=0, help="sequences per forward pass; 0 = batch_size / processes")
-arg("--max_steps", type=int, default=2000, help="optimizer steps in total (a resumed run counts from its checkpoint)")
-arg("--lr", type=float, default=6e-4, help="peak learning rate (paper, fine-tuning: constant 1e-3)")
-arg("--min_lr", type=float, default=None, help="final learning rate of the cosine schedule; default lr/10")
+arg("--batch_size", type=INT, default=32, help="sequences per optimizer step, over all processes")
+arg("--micro_batch_size", type=INT0, default=0, help="sequences per forward pass; 0 = batch_size / processes")
+arg("--max_steps", type=INT0, default=2000, help="optimizer steps in total (a resumed run counts from its checkpoint)")
+arg("--lr", type=POSITIVE, default=6e-4, help="peak learning rate (paper, fine-tuning: constant 1e-3)")
+arg("--min_lr", type=FLOAT0, default=None, help="final learning rate of the cosine schedule; default lr/10")
 arg("--lr_schedule", default="cosine", choices=["cosine", "constant"], help="after the warmup")
-arg("--warmup_steps", type=int, default=100, help="linear warmup steps")
-arg("--decay_steps", type=int, default=0,
+arg("--warmup_steps", type=INT0, default=100, help="linear warmup steps")
+arg("--decay_steps", type=INT0, default=0,
     help="cosine decay length; 0 = max_steps (set it to stop early and resume on the same schedule)")
-arg("--weight_decay", type=float, default=0.1, help="AdamW weight decay of the 2-D weights")
-arg("--beta1", type=float, default=0.9, help="AdamW beta1")
-arg("--beta2", type=float, default=0.95, help="AdamW beta2")
-arg("--grad_clip", type=float, default=1.0, help="clip the gradient norm to this; 0 = no clipping")
+arg("--weight_decay", type=FLOAT0, default=0.1, help="AdamW weight decay of the 2-D weights")
+arg("--beta1", type=FRACTION, default=0.9, help="AdamW beta1")
+arg("--beta2", type=FRACTION, default=0.95, help="AdamW beta2")
+arg("--grad_clip", type=FLOAT0, default=1.0, help="clip the gradient norm to this; 0 = no clipping")
 # evaluation
-arg("--eval_interval", type=int, default=200, help="evaluate and checkpoint every this many steps, and at the end")
-arg("--eval_examples", type=int, default=200, help="fixed validation set: corpus windows or first validation rows")
-arg("--eval_batch_size", type=int, default=16,
+arg("--eval_interval", type=INT, default=200, help="evaluate and checkpoint every this many steps, and at the end")
+arg("--eval_examples", type=INT, default=200, help="fixed validation set: corpus windows or first validation rows")
+arg("--eval_batch_size", type=INT, default=16,
     help="sequences per validation forward pass (part of the fixed noise draw: keep it to compare runs)")
-arg("--patience", type=int, default=0, help="stop after this many evaluations without improvement; 0 = never")
+arg("--patience", type=INT0, default=0, help="stop after this many evaluations without improvement; 0 = never")
 # system
 arg("--seed", type=int, default=1337, help="seed of the initialisation and of every training draw")
 arg("--device", default="auto", help="cpu | cuda | cuda:N; auto = cuda if available (torchrun: cuda:LOCAL_RANK)")

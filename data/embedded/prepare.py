@@ -63,7 +63,7 @@ from collections import Counter
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from data.common import take_tokens, write_corpus, write_json, write_jsonl  # noqa: E402
+from data.common import INT, cli, take_tokens, write_corpus, write_json, write_jsonl  # noqa: E402
 from data.tokenizer import TOKENIZERS, Tokenizer, build_vocab, get_tokenizer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -498,7 +498,7 @@ def get_args(argv=None):
     p.add_argument("--train", type=int, default=4000, help="train examples per task")
     p.add_argument("--validation", type=int, default=200, help="validation examples per task")
     p.add_argument("--test", type=int, default=200, help="test examples per task")
-    p.add_argument("--pretrain_tokens", type=int, default=2_000_000, help="pretraining tokens (train + val)")
+    p.add_argument("--pretrain_tokens", type=INT, default=2_000_000, help="pretraining tokens (train + val)")
     p.add_argument("--val_frac", type=float, default=0.05, help="pretraining tokens held out in val.bin")
     p.add_argument("--mix", default="english=0.05,french=0.05,facts=0.2,code=0.25,bilingual=0.45",
                    help="pretraining sources by share of tokens (paper: 80%% text, 20%% code)")
@@ -517,6 +517,8 @@ def get_args(argv=None):
         p.error("--people must be in 1..6")
     if min(args.train, args.validation, args.test) < 1:
         p.error("--train/--validation/--test must be >= 1")
+    if not 0 < args.val_frac < 1:
+        p.error("--val_frac must be in (0, 1)")
     try:
         args.mix = parse_mix(args.mix)
     except ValueError as e:
@@ -646,4 +648,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 from tqdm import tqdm  # noqa: E402
 
-from data.common import download, encode_docs, take_tokens, write_corpus  # noqa: E402
+from data.common import INT0, cli, download, encode_docs, take_tokens, write_corpus  # noqa: E402
 from data.pretrain.prepare import read_jsonl_texts  # noqa: E402
 from data.tokenizer import TOKENIZERS, get_tokenizer  # noqa: E402
 
@@ -79,7 +79,7 @@ def main(argv=None):
     p.add_argument("--download_dir", default=os.path.join(HERE, "raw"), help="where downloaded shards go")
     p.add_argument("--out_dir", default=HERE, help="where train.bin, val.bin, meta.json go")
     p.add_argument("--tokenizer", default="gpt2", choices=TOKENIZERS, help="tokenizer of the .bin files")
-    p.add_argument("--max_tokens", type=int, default=0, help="cap on train + val tokens (0: every document)")
+    p.add_argument("--max_tokens", type=INT0, default=0, help="cap on train + val tokens (0: every document)")
     p.add_argument("--val_frac", type=float, default=0.0005, help="share of tokens held out in val.bin")
     args = p.parse_args(argv)
     if not 0 < args.val_frac < 1:
@@ -106,4 +106,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

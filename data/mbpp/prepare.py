@@ -18,7 +18,7 @@ import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from data.common import download, read_jsonl, write_json, write_jsonl  # noqa: E402
+from data.common import cli, download, local_file, read_jsonl, write_json, write_jsonl  # noqa: E402
 
 URL = "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/mbpp.jsonl"
 SHA256 = "ccf64ceae9c5403bf50a044cb6d505bfd2a2963ee58338ba268fd65beab92a9f"
@@ -57,7 +57,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.src:
-        path = args.src if os.path.isfile(args.src) else os.path.join(args.src, "mbpp.jsonl")
+        path = local_file("--src", args.src, "mbpp.jsonl")
         source = os.path.abspath(path)
     else:
         path = download(URL, os.path.join(args.out_dir, "raw", "mbpp.jsonl"), SHA256)
@@ -86,4 +86,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

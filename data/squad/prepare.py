@@ -22,7 +22,7 @@ import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from data.common import download, read_json, write_json, write_jsonl  # noqa: E402
+from data.common import cli, download, read_json, write_json, write_jsonl  # noqa: E402
 
 BASE = "https://rajpurkar.github.io/SQuAD-explorer/dataset/"
 FILES = {  # split -> (canonical file name, sha256)
@@ -72,7 +72,7 @@ def main(argv=None):
         if args.src:
             paths[split] = find_local(args.src, split)
             if paths[split] is None and split == "dev":
-                raise FileNotFoundError(f"{args.src}: no {' or '.join(LOCAL_ALIASES['dev'])}")
+                raise FileNotFoundError(f"--src {args.src}: no {' or '.join(LOCAL_ALIASES['dev'])} there")
         else:
             paths[split] = download(BASE + name, os.path.join(args.out_dir, "raw", name), sha256)
         if paths[split]:
@@ -113,4 +113,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

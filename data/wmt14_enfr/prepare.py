@@ -29,7 +29,7 @@ import tarfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from tqdm import tqdm  # noqa: E402
 
-from data.common import download, write_json, write_jsonl  # noqa: E402
+from data.common import INT0, cli, download, write_json, write_jsonl  # noqa: E402
 
 PROMPT = "translate English to French: "
 # WMT14 En-Fr training corpora: url, sha256 (None: no published or pinned hash), file stem inside
@@ -63,12 +63,12 @@ def read_pairs(en_path, fr_path, errors="strict"):
             yield i, e.strip(), f.strip()
 
 
-def local_file(folder, *patterns):
+def local_file(folder, *patterns, flag="--src"):
     for pattern in patterns:
         found = sorted(glob.glob(os.path.join(folder, pattern)))
         if found:
             return found[0]
-    raise FileNotFoundError(f"{folder}: no file matching {' or '.join(patterns)}")
+    raise FileNotFoundError(f"{flag} {folder}: no file matching {' or '.join(patterns)}")
 
 
 def extract_corpus(archive, stem, raw_dir):
@@ -90,8 +90,8 @@ def extract_corpus(archive, stem, raw_dir):
 def training_pairs(source, args, raw_dir):
     """(line number, en, fr) of one training corpus: a local copy, or a downloaded WMT tarball."""
     if source == "multi30k":
-        d = args.multi30k_src
-        return read_pairs(local_file(d, "train.en*"), local_file(d, "train.fr*"))
+        d, flag = args.multi30k_src, "--multi30k_src"
+        return read_pairs(local_file(d, "train.en*", flag=flag), local_file(d, "train.fr*", flag=flag))
     if args.src:
         d = args.src
         return read_pairs(local_file(d, "europarl-v7.fr-en*.en"), local_file(d, "europarl-v7.fr-en*.fr"))
@@ -118,7 +118,7 @@ def main(argv=None):
                         help="local Multi30k folder with train/val/test_2016_flickr.{en,fr}[.gz]")
     parser.add_argument("--train_sources", default="europarl",
                         help=f"comma-separated training corpora: {','.join(CORPORA)},multi30k")
-    parser.add_argument("--max_pairs_per_source", type=int, default=0,
+    parser.add_argument("--max_pairs_per_source", type=INT0, default=0,
                         help="keep at most this many training pairs of each source (0 = all)")
     parser.add_argument("--out_dir", default=os.path.dirname(os.path.abspath(__file__)),
                         help="where to write the splits and meta.json (default: data/wmt14_enfr)")
@@ -152,11 +152,11 @@ def main(argv=None):
         val_en, used = "", ["sacrebleu wmt14/full en-fr", "sacrebleu wmt13 en-fr"]
     splits = {"test": eval_rows(test), "validation": eval_rows(val)}
     if "multi30k" in sources:  # its own small in-domain evaluation sets, for quick experiments
-        d = args.multi30k_src
-        splits["multi30k_validation"] = eval_rows(read_pairs(local_file(d, "val.en*"),
-                                                             local_file(d, "val.fr*")))
-        splits["multi30k_test"] = eval_rows(read_pairs(local_file(d, "test_2016_flickr.en*"),
-                                                       local_file(d, "test_2016_flickr.fr*")))
+        d, flag = args.multi30k_src, "--multi30k_src"
+        splits["multi30k_validation"] = eval_rows(read_pairs(local_file(d, "val.en*", flag=flag),
+                                                             local_file(d, "val.fr*", flag=flag)))
+        splits["multi30k_test"] = eval_rows(read_pairs(local_file(d, "test_2016_flickr.en*", flag=flag),
+                                                       local_file(d, "test_2016_flickr.fr*", flag=flag)))
     for name, rows in splits.items():
         write_jsonl(os.path.join(args.out_dir, f"{name}.jsonl"), rows)
 
@@ -198,4 +198,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)
