@@ -1,25 +1,28 @@
 r"""
-Generate from a checkpoint with its own objective (AR or diffusion); time AR against diffusion decoding on
-one model (the paper's Fig. 3, with a KV cache for AR and the prefix cache for diffusion, DESIGN §3); or
-plot a task's metric against latency (the trade-off the paper left out).
+Generate from a checkpoint as it was trained (AR, diffusion or block diffusion); time AR against full and block
+diffusion decoding on one model's weights (the paper's Fig. 3, with a KV cache for AR and the prefix cache for
+diffusion, DESIGN §3); or plot a task's metric against latency (the trade-off the paper left out).
 
-Generate (flags left out take the checkpoint's settings and the paper's decoding, §4.1):
+Generate (diffusion.decode: flags left out take the paper's settings, §4.1; one the model does not take is an error):
     python sample.py --ckpt out/diff.pt --prompt "Translate English to French: Hello."
     python sample.py --ckpt out/diff.pt --prompt_file prompt.txt --num_steps 20 --num_outputs 3
     python sample.py --ckpt out/ar.pt --prompt "def add(a, b):" --temperature 0.8 --top_k 40
 
-Speed (random weights of a preset: timing does not depend on the weights; or --ckpt):
+Speed (random weights of a preset, as timing does not depend on the weights, or --ckpt; every output has exactly
+`length` tokens; --block_len K adds block diffusion, --num_steps steps per block of K tokens):
     python sample.py --compare --preset tiny --tokenizer byte --lengths 64,128,256 \
         --num_steps 10,20,50 --threshold 0.9 --json out/speed.json --plot out/speed.png
+    python sample.py --compare --preset tiny --lengths 64,128,256 --num_steps 2,4 --block_len 4,16 --plot out/block.png
     python sample.py --compare --preset gpt2 --tokenizer gpt2 --block_size 4112 --device cuda \
         --lengths 64,128,256,512,1024,2048,4096 --num_steps 10,20,50 --json out/gpt2.json --plot out/gpt2.png
 
-Quality vs speed (a fine-tuned diffusion checkpoint and the AR one of the task; every setting decodes the
-split with evaluate.py's decoder, timed, and is scored with the task's metric):
+Quality vs speed (a fine-tuned diffusion or block diffusion checkpoint and the AR one of its task; every setting
+decodes the split with evaluate.predict, timed, and is scored with the task's metric):
     python sample.py --quality --ckpt DIFF.pt --ar_ckpt AR.pt --task_dir data/embedded/qa --split test \
         --limit 100 --num_steps 1,2,5,10,20 --threshold 0.5,0.7,0.9 --json out/quality.json --plot out/quality.png
 """
 import argparse
+import copy
 import importlib.util
 import platform
 import statistics
@@ -35,30 +38,20 @@ from data.common import atomic_write, write_json
 from data.loader import pad_batch
 from data.tasks import load_split, load_task, score
 from data.tokenizer import TOKENIZERS, get_tokenizer
-from diffusion import NOISES, ORDERS, SCHEDULES, cut_at_eos, diffusion_generate
+from diffusion import MASK_ONLY, NOISES, ORDERS, PAPER, SCHEDULES, cut_at_eos, decode, diffusion_generate
 from model import PRESETS, GPT, GPTConfig, load_checkpoint, make_generators, model_from_checkpoint
 
-DIFFUSION_FLAGS = ("num_steps", "num_samples", "order", "schedule", "threshold")
-MASK_FLAGS = ("order", "schedule", "threshold")  # the uniform sampler resamples every position
-RANDOM_FLAGS = ("preset", "tokenizer", "block_size")  # a checkpoint fixes these
-MODES = {  # flags that only these modes take
-    ("generate",): ("prompt", "prompt_file", "top_k"),
-    ("compare",): ("prompt_len", "lengths", "noise", *RANDOM_FLAGS),
-    ("quality",): ("ar_ckpt", "task_dir", "split", "limit"),
-    ("generate", "quality"): ("num_outputs", "target_len"),
-    ("compare", "quality"): ("batch_size", "repeats", "warmup", "json", "plot"),
-}
-SAMPLER = ("noise", "temperature", "num_samples", "order", "schedule")  # diffusion_generate's, timed
+SAMPLER = ("top_k", "temperature", "num_samples", "order", "schedule", "num_steps", "threshold")  # decode()'s
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-PAPER = dict(temperature=0.2, num_samples=8, order="confidence", schedule="linear")  # §4.1, with 10 steps
-TIMING = dict(PAPER, lengths=[64, 128, 256], num_steps=[10, 20, 50], num_samples=1, batch_size=1, prompt_len=16,
-              repeats=3, warmup=1)  # --compare's defaults
-QUALITY = dict(PAPER, num_steps=[1, 2, 5, 10, 20], num_outputs=1, split="test", limit=0, batch_size=1, repeats=1,
-               warmup=1)  # --quality's defaults
+COMPARE = ("preset", "tokenizer", "block_size", "noise", "lengths", "prompt_len")
+QUALITY = ("ar_ckpt", "task_dir", "split", "limit")
+UNUSED = {"generate": COMPARE + QUALITY + ("batch_size", "repeats", "warmup", "plot"),  # an error, not ignored
+          "compare": QUALITY + ("prompt", "prompt_file", "top_k", "num_outputs", "target_len"),
+          "quality": COMPARE + ("prompt", "prompt_file")}
 
 
-def flag_type(convert, ok, what):
-    """An argparse type; argparse reports a bad value as 'argument --flag: <what>, got ...'."""
+def checked(convert, ok, what):
+    """An argparse type: argparse reports a bad value as 'argument --flag: <what>, got ...'."""
     def parse(s):
         try:
             if ok(v := convert(s)):
@@ -69,13 +62,11 @@ def flag_type(convert, ok, what):
     return parse
 
 
-INT = flag_type(int, lambda v: v >= 1, "must be an integer >= 1")
-INT0 = flag_type(int, lambda v: v >= 0, "must be an integer >= 0")
-INTS = flag_type(lambda s: [int(v) for v in s.split(",")], lambda v: min(v) >= 1, "must be integers >= 1")
-PROBS = flag_type(lambda s: [float(v) for v in s.split(",")], lambda v: all(0 < x <= 1 for x in v), "must be in (0, 1]")
-FLOAT = flag_type(float, lambda v: 0 <= v < float("inf"), "must be a number >= 0")
-DEVICE = flag_type(torch.device, lambda d: d.type != "cuda" or torch.cuda.is_available(),
-                   "must be cpu or an available CUDA device")
+INT, INT0 = checked(int, lambda v: v >= 1, "must be an integer >= 1"), checked(int, lambda v: v >= 0, "must be >= 0")
+INTS = checked(lambda s: [int(v) for v in s.split(",")], lambda v: min(v) >= 1, "must be integers >= 1")
+PROBS = checked(lambda s: [float(v) for v in s.split(",")], lambda v: all(0 < x <= 1 for x in v), "must be in (0, 1]")
+FLOAT = checked(float, lambda v: 0 <= v < float("inf"), "must be a number >= 0")
+DEVICE = checked(torch.device, lambda d: d.type != "cuda" or torch.cuda.is_available(), "must be cpu or a CUDA device")
 
 
 def get_args(argv=None):
@@ -89,8 +80,7 @@ def get_args(argv=None):
     p.add_argument("--target_len", type=INT, help="output tokens (default: the ckpt's target_len, else 64)")
     p.add_argument("--temperature", type=FLOAT, help="default: AR 0 (greedy), diffusion 0.2 (paper)")
     p.add_argument("--top_k", type=INT, help="AR sampling: keep the k likeliest tokens (default: all)")
-    p.add_argument("--num_steps", "--steps", type=INTS, help="diffusion steps (10; --compare 10,20,50; --quality "
-                   "1,2,5,10,20)")
+    p.add_argument("--num_steps", "--steps", type=INTS, help="diffusion steps, per block (10; compare 10,20,50)")
     p.add_argument("--num_samples", type=INT, help="diffusion candidates reranked per output (8; compare: 1)")
     p.add_argument("--order", choices=ORDERS, help="mask noise: unmasking order (default confidence)")
     p.add_argument("--schedule", choices=SCHEDULES, help="mask noise: tokens per step (default linear)")
@@ -102,6 +92,7 @@ def get_args(argv=None):
     p.add_argument("--tokenizer", choices=TOKENIZERS, help="--compare, random weights (default byte)")
     p.add_argument("--block_size", type=INT, help="--compare, random weights (default: the preset's, or to fit)")
     p.add_argument("--noise", choices=NOISES, help="--compare: diffusion sampler (default: ckpt's, or mask)")
+    p.add_argument("--block_len", type=INTS, help="--compare: also time blocks of these K tokens (default: ckpt's)")
     p.add_argument("--lengths", type=INTS, help="--compare: output lengths (default 64,128,256)")
     p.add_argument("--prompt_len", type=INT, help="--compare: random prompt tokens (default 16)")
     p.add_argument("--ar_ckpt", help="--quality: the AR checkpoint of the same task, one more point")
@@ -111,12 +102,11 @@ def get_args(argv=None):
     p.add_argument("--batch_size", type=INT, help="--compare / --quality: examples decoded together (default 1)")
     p.add_argument("--repeats", type=INT, help="timed runs; the median is kept (--compare 3, --quality 1)")
     p.add_argument("--warmup", type=INT0, help="untimed runs first (--quality: of the whole split) (default 1)")
-    p.add_argument("--json", help="--compare / --quality: write the results to this JSON file")
+    p.add_argument("--json", help="write the results (generate: the output texts) to this JSON file")
     p.add_argument("--plot", help="--compare / --quality: write a PNG plot of them (needs matplotlib)")
     p.add_argument("--seed", type=int, default=0, help="random seed (output i of a prompt uses seed + i)")
     p.add_argument("--device", type=DEVICE, default="cuda" if cuda else "cpu", help="cpu|cuda|cuda:N")
-    p.add_argument("--dtype", choices=list(DTYPES), default="bfloat16" if cuda else "float32",
-                   help="weights and caches (default: bfloat16 on CUDA)")
+    p.add_argument("--dtype", choices=list(DTYPES), default="bfloat16" if cuda else "float32", help="weights, caches")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile (default: CUDA)")
     return p, p.parse_args(argv)
 
@@ -127,27 +117,24 @@ def reject(p, args, flags, why):
 
 
 def fill(args, **defaults):
-    """Flags left out (None, so that reject() can tell) get their defaults for this mode."""
+    """Flags left out (None, so that reject() and decode() can tell) get this mode's defaults."""
     for k, v in defaults.items():
         setattr(args, k, v if getattr(args, k) is None else getattr(args, k))
 
 
-def one(p, args, flag, modes):
-    """The one value of a list flag (None if left out): only `modes` take several."""
+def one(p, args, flag):
+    """The one value of a list flag (None if left out): only --quality takes several."""
     if len(v := getattr(args, flag) or [None]) > 1:
-        p.error(f"--{flag} takes one value without {modes}")
+        p.error(f"--{flag} takes one value without --quality")
     return v[0]
 
 
 def load(p, args, flag="ckpt", objective=None):
-    """(model, tokenizer, checkpoint or None) from --flag (of `objective`), else random weights of --preset;
-    on args.device, in args.dtype, eval mode, compiled if asked."""
-    if getattr(args, flag) is None:  # --compare only
+    """(model, tokenizer, checkpoint or None) from --flag, else random weights of --preset; cast, compiled."""
+    if getattr(args, flag) is None:  # --compare: random positions time like trained ones; block_size grows to fit
         tok, ckpt = get_tokenizer(args.tokenizer or "byte"), None
         config = GPTConfig.preset(args.preset or "tiny", vocab_size=tok.vocab_size)
-        # random positions time like trained ones: block_size grows to fit the sweep unless given
-        need = (args.prompt_len or TIMING["prompt_len"]) + max(args.lengths or TIMING["lengths"])
-        config.block_size = args.block_size or max(config.block_size, need)
+        config.block_size = args.block_size or max(config.block_size, (args.prompt_len or 16) + max(args.lengths or [0]))
         torch.manual_seed(args.seed)
         model = GPT(config)
     else:
@@ -156,14 +143,9 @@ def load(p, args, flag="ckpt", objective=None):
             tok, model = get_tokenizer(ckpt.get("tokenizer") or {}), model_from_checkpoint(ckpt)
         except (OSError, ValueError, TypeError, RuntimeError) as e:
             p.error(f"--{flag} {getattr(args, flag)}: {e}")
-        if not args.compare:  # --compare times any weights
-            if ckpt.get("objective") not in ((objective,) if objective else ("ar", "diffusion")):
-                p.error(f"--{flag}: objective must be {objective or 'ar or diffusion'}, got {ckpt.get('objective')!r}"
-                        + (" (--quality: --ckpt diffusion, --ar_ckpt AR)" if objective else ""))
-            if ckpt["objective"] == "diffusion" and ckpt.get("noise") not in NOISES:
-                p.error(f"--{flag}: a diffusion checkpoint must record its noise {NOISES}, got {ckpt.get('noise')!r}")
-            if ckpt.get("noise") == "uniform":
-                reject(p, args, MASK_FLAGS, "with a uniform-noise checkpoint (mask noise only)")
+        if objective and ckpt.get("objective") != objective:
+            p.error(f"--{flag}: objective must be {objective} (--quality: --ckpt diffusion, --ar_ckpt AR), got "
+                    f"{ckpt.get('objective')!r}")
     # Weights are cast once rather than autocast: decoding is bound by reading the weights, and
     # autocast would re-read and re-cast the float32 weights at every call (once per AR token).
     model.to(device=args.device, dtype=DTYPES[args.dtype]).eval()
@@ -180,16 +162,9 @@ def check_length(p, flag, n_prompt, length, block_size, hint=""):
 
 
 def generate(p, args, model, tok, ckpt):
-    """Decode --num_outputs outputs of the prompt with the checkpoint's objective; print them."""
-    objective, noise = ckpt["objective"], ckpt.get("noise")
-    diffusion = objective == "diffusion"
-    why = "with a diffusion checkpoint (AR only)" if diffusion else "with an AR checkpoint (diffusion only)"
-    reject(p, args, ("top_k",) if diffusion else DIFFUSION_FLAGS, why)
-    args.num_steps = one(p, args, "num_steps", "--compare or --quality")
-    args.threshold = one(p, args, "threshold", "--quality")
-    fill(args, num_outputs=1, target_len=ckpt.get("target_len") or 64, temperature=0.2 if diffusion else 0.0,
-         noise=noise, num_steps=10)
-    fill(args, **PAPER)  # paper §4.1
+    """Decode --num_outputs outputs of the prompt as the checkpoint says; print them; returns their texts."""
+    args.num_steps, args.threshold = one(p, args, "num_steps"), one(p, args, "threshold")
+    fill(args, num_outputs=1, target_len=ckpt.get("target_len") or 64)
     try:
         text = Path(args.prompt_file).read_text("utf-8").removesuffix("\n") if args.prompt_file else args.prompt
     except (OSError, UnicodeDecodeError) as e:
@@ -198,15 +173,14 @@ def generate(p, args, model, tok, ckpt):
     check_length(p, "--target_len", len(ids), args.target_len, model.config.block_size)
     prefix, prefix_len = pad_batch([ids] * args.num_outputs, tok.eos_id, args.device)
     gens = make_generators([args.seed + i for i in range(args.num_outputs)], args.device)  # same for any B
-    if not diffusion:
-        kw = dict(temperature=args.temperature, top_k=args.top_k)
-        out, scores = model.generate(prefix, prefix_len, args.target_len, tok.eos_id, **kw, generators=gens,
-                                     suppress_from=tok.mask_id), None  # never [MASK] or a spare id
-    else:
-        kw = dict(num_steps=args.num_steps, threshold=args.threshold, **{k: getattr(args, k) for k in SAMPLER})
-        out, scores = diffusion_generate(model, prefix, prefix_len, args.target_len, tok, **kw, generators=gens)
-    print(f"# {args.ckpt}: {objective}, step {ckpt.get('step')}, {args.target_len} tokens, seed {args.seed}, "
-          + ", ".join(f"{k} {v}" for k, v in kw.items()))
+    given = {k: getattr(args, k) for k in SAMPLER}  # None: decode's default (the paper's)
+    try:
+        out, scores, calls = decode(model, ckpt, prefix, prefix_len, args.target_len, tok, gens, **given)
+    except ValueError as e:  # a setting this model does not take, named as its flag
+        p.error(str(e))
+    how = [f"{ckpt['noise']} noise", f"block_len {ckpt.get('block_len')}"] if ckpt["objective"] != "ar" else []
+    print(f"# {args.ckpt}: {ckpt['objective']}, step {ckpt.get('step')}, " + ", ".join(how + [f"{k} {v}" for k, v in
+          given.items() if v is not None] + [f"{args.target_len} tokens", f"seed {args.seed}", f"{calls} calls"]))
     texts = [tok.decode(row) for row in cut_at_eos(out, tok.eos_id)]
     for i, text in enumerate(texts):
         print(f"--- output {i}" + ("" if scores is None else f" (mean log-prob {scores[i]:.3f})") + " ---")
@@ -215,8 +189,7 @@ def generate(p, args, model, tok, ckpt):
 
 
 def timed(fn, repeats, warmup, device):
-    """(median seconds of `repeats` runs of fn(), their results), after `warmup` untimed runs (these
-    also absorb torch.compile's compilation)."""
+    """(median seconds of `repeats` runs of fn(), their results) after `warmup` runs (and compilation)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     for _ in range(warmup):
         fn()
@@ -230,47 +203,8 @@ def timed(fn, repeats, warmup, device):
     return statistics.median(times), results
 
 
-def cost(latency, calls, tokens):
-    """Latency, model calls (AR: one per token; diffusion: one per step) and what follows from them."""
-    return dict(latency_s=latency, calls=calls, tokens_per_s=tokens / latency, per_call_s=latency / calls)
-
-
-def speed_sweep(model, tok, prefix, prefix_len, lengths, num_steps, threshold=None, repeats=3, warmup=1,
-                **sampler):
-    """
-    Latency of AR (KV cache, greedy) and diffusion (prefix cache) decoding with the same `model`
-    and prefix (B, P), per output length: a list of rows {length, ar, diffusion: {steps: ...},
-    threshold: {steps cap: ...}}, each leaf a cost() dict; diffusion leaves add the speedup (AR
-    latency / diffusion latency). Both latencies include the prefix pass. `sampler`: the other
-    diffusion_generate arguments (noise, temperature, num_samples, order, schedule).
-    """
-    B, device, rows = prefix.size(0), prefix.device, []
-    for L in tqdm(lengths, desc="lengths", leave=False):
-        # AR must do the work of L tokens, as the diffusion canvas always holds L: EOS (and every
-        # special id) is suppressed, so greedy decoding never stops early.
-        t_ar, outs = timed(lambda: model.generate(prefix, prefix_len, L, tok.eos_id,
-                                                  suppress_from=tok.eos_id), repeats, warmup, device)
-        assert outs[-1].shape == (B, L) and not (outs[-1] == tok.eos_id).any()
-        row = dict(length=L, ar=cost(t_ar, L, B * L))
-        for key, thr in [("diffusion", None)] + ([("threshold", threshold)] if threshold else []):
-            for S in num_steps:
-                t, outs = timed(lambda: diffusion_generate(model, prefix, prefix_len, L, tok, num_steps=S,
-                                threshold=thr, return_info=True, **sampler), repeats, warmup, device)
-                calls = statistics.mean(info["steps"] for _, _, info in outs)  # threshold: varies
-                row.setdefault(key, {})[str(S)] = dict(cost(t, calls, B * L), speedup=t_ar / t)
-        rows.append(row)
-    return rows
-
-
-def curves(rows, s):
-    """(label, key, steps) of every diffusion curve in the results."""
-    names = {"diffusion": "diffusion, {} steps", "threshold": f"threshold {s['threshold']}, <={{}} steps"}
-    return [(name.format(S), key, S) for key, name in names.items() for S in rows[0].get(key, {})]
-
-
 def plot(path, lines, xticks=None, **axes):
-    """A PNG of `lines` (label, x, y, style, a name per point or None), log x, written atomically.
-    matplotlib is optional: imported here."""
+    """A PNG of `lines` (label, x, y, style, a name per point or None), log x; matplotlib is imported here."""
     import matplotlib
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
@@ -298,49 +232,75 @@ def describe(args, model, keys):
 
 
 def compare(p, args, model, tok, ckpt):
-    """Time the sweep (the paper's Fig. 3), print the table, write --plot; returns {settings, results}."""
-    fill(args, noise=(ckpt or {}).get("noise") or "mask", **TIMING)
-    if args.noise == "uniform":
-        reject(p, args, MASK_FLAGS, "with uniform noise (mask noise only)")
-    args.threshold = one(p, args, "threshold", "--quality")
+    """Latency of AR, full and block diffusion on the same model and prefix, per length: rows {length, ar, diffusion:
+    {S}, threshold: {S}, block: {"KxS"}} of {latency_s, calls, tokens_per_s, per_call_s, speedup (not AR)}."""
+    trained = ckpt or {}
+    if (args.noise or trained.get("noise")) == "uniform":
+        reject(p, args, MASK_ONLY, "with uniform noise (mask noise only)")
+    args.threshold = one(p, args, "threshold")
+    fill(args, noise=trained.get("noise") or "mask", block_len=[trained["block_len"]] if trained.get("block_len")
+         else [], lengths=[64, 128, 256], num_steps=[10, 20, 50], prompt_len=16, batch_size=1, repeats=3, warmup=1,
+         num_samples=1, **{k: PAPER[k] for k in ("temperature", "order", "schedule")})  # one candidate per output
     check_length(p, "--lengths", args.prompt_len, max(args.lengths), model.config.block_size,
                  "" if ckpt else " (raise --block_size)")
     B, device, g = args.batch_size, args.device, torch.Generator().manual_seed(args.seed)
     prefix = torch.randint(tok.n_ordinary, (B, args.prompt_len), generator=g).to(device)  # content: no matter
     prefix_len = torch.full((B,), args.prompt_len, device=device)
-    s = describe(args, model, ("batch_size", "prompt_len", "lengths", "num_steps", "threshold", *SAMPLER,
-                               "repeats", "warmup"))
-    s.update(model=args.ckpt or args.preset or "tiny", tokenizer=tok.name)
-    s["ar"] = "KV cache, greedy, EOS suppressed so that every output has exactly `length` tokens"
-    s["diffusion"] = (f"prefix cache, {args.noise} noise, temperature {args.temperature}, num_samples "
-                      f"{args.num_samples} (candidates reranked per output: the paper's 8 cost 8x the batch)")
+    sampler = {k: getattr(args, k) for k in ("noise", "temperature", "num_samples", "order", "schedule")}
+    s = describe(args, model, ("batch_size", "prompt_len", "lengths", "num_steps", "threshold", "block_len",
+                               *sampler, "repeats", "warmup"))
+    s.update(model=args.ckpt or args.preset or "tiny", tokenizer=tok.name, ar="KV cache, greedy", diffusion=
+             f"prefix cache, {args.noise} noise, temperature {args.temperature}, {args.num_samples} candidate(s)")
+    decoders = [("diffusion", str(S), f"diffusion, {S} steps", dict(num_steps=S)) for S in args.num_steps]
+    decoders += [("threshold", str(S), f"threshold {args.threshold}, <={S} steps",
+                  dict(num_steps=S, threshold=args.threshold)) for S in args.num_steps if args.threshold]
+    decoders += [("block", f"{K}x{S}", f"block {K}, {S} steps/block", dict(num_steps=S, block_len=K))
+                 for K in args.block_len for S in args.num_steps]
+    # Every decoder does the work of `length` tokens. AR never produces EOS (nor any special id); block decoding
+    # is told that EOS is [MASK], which is never produced, so no block ends an output early (the real EOS is then
+    # an ordinary token); a full-diffusion canvas always holds `length` tokens anyway.
+    no_eos = copy.copy(tok)
+    no_eos.eos_id = tok.mask_id
     torch.manual_seed(args.seed)
-    rows = speed_sweep(model, tok, prefix, prefix_len, args.lengths, args.num_steps, args.threshold,
-                       args.repeats, args.warmup, **{k: getattr(args, k) for k in SAMPLER})
+    rows = []
+    for L in tqdm(args.lengths, desc="lengths", leave=False):
+        t_ar, outs = timed(lambda: model.generate(prefix, prefix_len, L, tok.eos_id, suppress_from=tok.eos_id,
+                                                  return_calls=True), args.repeats, args.warmup, device)
+        assert outs[-1][0].shape == (B, L) and not (outs[-1][0] == tok.eos_id).any()
+        row = dict(length=L, ar=dict(latency_s=t_ar, calls=outs[-1][1]))
+        for key, name, _, kw in decoders:
+            t, outs = timed(lambda: diffusion_generate(model, prefix, prefix_len, L, no_eos, **sampler, **kw,
+                                                       return_info=True), args.repeats, args.warmup, device)
+            calls = statistics.mean(info["calls"] for _, _, info in outs)  # threshold: varies from run to run
+            row.setdefault(key, {})[name] = dict(latency_s=t, calls=calls, speedup=t_ar / t)
+        for c in [row["ar"]] + [row[key][name] for key, name, _, _ in decoders]:
+            c.update(tokens_per_s=B * L / c["latency_s"], per_call_s=c["latency_s"] / c["calls"])
+        rows.append(row)
     print(f"# {s['model']} ({s['n_params'] / 1e6:.2f}M params), {s['device_name']}, {s['dtype']}, compile "
-          f"{s['compile']}, batch {s['batch_size']}, prompt {s['prompt_len']} tokens, median of {s['repeats']}")
-    print(f"# AR: {s['ar']}.\n# diffusion: {s['diffusion']}.\n# calls: AR one per token, diffusion one per "
-          f"step; ms/call = latency / calls; speedup = AR latency / diffusion latency")
+          f"{s['compile']}, batch {B}, prompt {args.prompt_len}, median of {args.repeats}; AR: {s['ar']}; diffusion: "
+          f"{s['diffusion']}\n# EOS never ends an output; calls: forward passes per output, the prefix pass included")
     print(f"{'length':>6}  {'decoder':<26}{'calls':>7}{'latency ms':>12}{'tokens/s':>11}{'ms/call':>9}{'speedup':>9}")
     for r in rows:
-        for label, c in [("AR, KV cache", r["ar"])] + [(lab, r[k][S]) for lab, k, S in curves(rows, s)]:
+        for label, c in [("AR, KV cache", r["ar"])] + [(label, r[k][name]) for k, name, label, _ in decoders]:
             speedup = f"{c['speedup']:.2f}x" if "speedup" in c else ""
             print(f"{r['length']:>6}  {label:<26}{c['calls']:>7.4g}{c['latency_s'] * 1e3:>12.1f}"
                   f"{c['tokens_per_s']:>11.0f}{c['per_call_s'] * 1e3:>9.3f}{speedup:>9}")
     if args.plot:  # latency vs output length, log-log
-        x = [r["length"] for r in rows]
+        x, style = [r["length"] for r in rows], {"diffusion": "s-", "threshold": "^--", "block": "d:"}
         lines = [("AR, KV cache", x, [r["ar"]["latency_s"] for r in rows], "ko-", None)]
-        lines += [(label, x, [r[key][S]["latency_s"] for r in rows], "s-" if key == "diffusion" else "^--", None)
-                  for label, key, S in curves(rows, s)]
+        lines += [(label, x, [r[key][name]["latency_s"] for r in rows], style[key], None)
+                  for key, name, label, _ in decoders]
         plot(args.plot, lines, x, yscale="log", xlabel="output length (tokens)", ylabel="latency (s)",
              title=f"{s['model']}, {s['device_name']}, {s['dtype']}, batch {B}")
     return dict(settings=s, results=rows)
 
 
 def quality(p, args, model, tok, ckpt):
-    """Decode the split with every setting and --ar_ckpt, timed and scored; print the table, write --plot;
-    returns {settings, points}."""
-    fill(args, task_dir=(ckpt.get("task") or {}).get("folder"), **QUALITY)
+    """Decode the split with every setting and --ar_ckpt through evaluate.predict, timed and scored; print the
+    table, write --plot; returns {settings, points}."""
+    fill(args, task_dir=(ckpt.get("task") or {}).get("folder"), num_steps=[1, 2, 5, 10, 20], split="test", limit=0,
+         batch_size=1, repeats=1, warmup=1, num_outputs=1, temperature=PAPER["temperature"],
+         num_samples=PAPER["num_samples"])  # order, schedule: decode's (a uniform-noise model takes neither)
     if not args.task_dir:
         p.error("--task_dir is needed: the checkpoint records no fine-tuning task")
     try:
@@ -353,54 +313,49 @@ def quality(p, args, model, tok, ckpt):
             p.error(f"--{flag} was fine-tuned on task {name!r}, but --task_dir holds {meta['task']!r}")
         if not 1 <= (L := args.target_len or c.get("target_len") or 0) < m.config.block_size:
             p.error(f"--target_len must be in [1, block_size {m.config.block_size}) for --{flag}, got {L}")
-    cap = max(args.num_steps)  # our choice: thresholds stop by this many steps (--num_steps L: 1 token/step at least)
-    runs = [("diffusion", S, None, f"diffusion, {S} steps") for S in args.num_steps]
-    runs += [("threshold", cap, x, f"threshold {x}, <={cap} steps") for x in args.threshold or []]
-    runs += [("AR", None, None, "AR, greedy")] if args.ar_ckpt else []
+    cap, K = max(args.num_steps), ckpt.get("block_len")  # our choice: thresholds stop by the largest --num_steps
+    kind = f"block {K}" if K else "diffusion"
+
+    def setting(S=None, x=None, ar=False):  # evaluate.predict's args: this setting; AR greedy, no sampler setting
+        return argparse.Namespace(**{**vars(args), **dict.fromkeys(SAMPLER if ar else ()), "num_steps": S,
+                                     "threshold": x})
+    runs = [("diffusion", f"{kind}, {S} steps" + ("/block" if K else ""), setting(S)) for S in args.num_steps]
+    runs += [("threshold", f"threshold {x}, <={cap} steps", setting(cap, x)) for x in args.threshold or []]
+    runs += [("AR", "AR, greedy", setting(ar=True))] if args.ar_ckpt else []
+    try:  # one example per kind of setting first: one that the model does not take fails now, not mid-sweep
+        for decoder, e in {decoder: e for decoder, _, e in reversed(runs)}.items():
+            m, t, c = models["AR" if decoder == "AR" else "diffusion"]
+            evaluate.predict(m, c, t, rows[:1], e)
+    except ValueError as e:
+        p.error(str(e))
     metric, kw = evaluate.MAIN_METRIC[meta["metric"]], {"ks": [1]} if meta["metric"] == "pass@k" else {}
     s = describe(args, model, ("ckpt", "ar_ckpt", "task_dir", "split", "num_steps", "threshold", "num_outputs",
-                               "target_len", *PAPER, "batch_size", "repeats", "warmup"))
-    s.update(task=meta["task"], metric=metric, examples=len(rows), noise=ckpt["noise"], ar="greedy")
-    passes, counts, points = [], [], []  # model calls since the last batch; (outputs, calls) of each batch
-    hooks = [m.register_forward_hook(lambda *_: passes.append(1)) for m, _, _ in models.values()]
-
-    def on_batch(batch, calls):
-        counts.append((len(batch), len(passes)))
-        passes.clear()
-    for decoder, S, x, label in tqdm(runs, desc="settings", leave=False):
+                               "target_len", "temperature", "num_samples", "order", "schedule", "batch_size", "repeats",
+                               "warmup"))
+    s.update(task=meta["task"], metric=metric, examples=len(rows), noise=ckpt["noise"], block_len=K, ar="greedy")
+    points, counts = [], []  # (outputs, model calls) of each batch of the last run
+    for decoder, label, e in tqdm(runs, desc="settings", leave=False):
         m, t, c = models["AR" if decoder == "AR" else "diffusion"]
-        ar = decoder == "AR"  # AR takes no diffusion setting
-        e = argparse.Namespace(**{k: getattr(args, k) for k in ("num_outputs", "target_len", "batch_size", "seed",
-                               "dtype", "device")}, **{k: None if ar else getattr(args, k) for k in ("num_samples",
-                               "order", "schedule")}, num_steps=S, threshold=x, top_k=None,
-                               temperature=None if ar else args.temperature)  # None: greedy
 
         def run():  # evaluate.py's decoder, as evaluate.py runs it
-            passes.clear()
             counts.clear()
-            return evaluate.predict(m, c, t, rows, e, on_batch)
+            return evaluate.predict(m, c, t, rows, e, lambda batch, calls: counts.append((len(batch), calls)))
         total, outs = timed(run, args.repeats, args.warmup, args.device)
-        # AR: one call per token (the prefix pass gives the first); diffusion: one per step after the prefix pass
-        calls = sum(n * (k - (decoder != "AR")) for n, k in counts) / sum(n for n, _ in counts)
         value = score(meta["metric"], rows, evaluate.to_metric_format(meta["metric"], outs[-1]), **kw)[metric]
-        points.append(dict(decoder=decoder, num_steps=S, threshold=x, label=label, calls=calls,
+        calls = sum(n * k for n, k in counts) / sum(n for n, _ in counts)  # per output, the prefix pass included
+        points.append(dict(decoder=decoder, num_steps=e.num_steps, threshold=e.threshold, label=label, calls=calls,
                            latency_s=total / len(rows), total_s=total, metric=metric, value=value))
-    for h in hooks:
-        h.remove()
     print(f"# {args.ckpt} on {meta['task']} {args.split} ({len(rows)} examples), {s['device_name']}, {args.dtype}, "
-          f"compile {args.compile}, batch {args.batch_size}, median of {args.repeats}\n# diffusion: {ckpt['noise']} "
-          f"noise, temperature {args.temperature}, {args.num_samples} candidates; calls: model calls per output")
+          f"compile {args.compile}, batch {args.batch_size}, median of {args.repeats}\n# {kind}: {ckpt['noise']} noise,"
+          f" temperature {args.temperature}, {args.num_samples} candidates; calls: forward passes per output")
     print(f"{'decoder':<28}{'calls':>7}{'ms/example':>12}{metric:>10}")
     for q in points:
         print(f"{q['label']:<28}{q['calls']:>7.3g}{q['latency_s'] * 1e3:>12.2f}{q['value']:>10.2f}")
     if args.plot:  # metric vs latency per example, log x; each point named by its steps or threshold
-        lines = []
-        for decoder, name, style, key in [("diffusion", "diffusion (steps)", "o-", "num_steps"),
-                                          ("AR", "AR, greedy", "k*", "decoder"),
-                                          ("threshold", f"threshold (<={cap} steps)", "^--", "threshold")]:
-            if pts := [q for q in points if q["decoder"] == decoder]:
-                lines.append((name, [q["latency_s"] for q in pts], [q["value"] for q in pts], style,
-                              [str(q[key]) for q in pts]))
+        curves = [("diffusion", f"{kind} (steps)", "o-", "num_steps"), ("AR", "AR, greedy", "k*", "decoder"),
+                  ("threshold", f"threshold (<={cap} steps)", "^--", "threshold")]
+        lines = [(name, [q["latency_s"] for q in pts], [q["value"] for q in pts], style, [str(q[key]) for q in pts])
+                 for decoder, name, style, key in curves if (pts := [q for q in points if q["decoder"] == decoder])]
         plot(args.plot, lines, xlabel="latency per example (s)", ylabel=f"{meta['task']} {metric}",
              title=f"{args.ckpt}, {s['device_name']}, {args.dtype}, batch {args.batch_size}")
     return dict(settings=s, points=points)
@@ -409,22 +364,18 @@ def quality(p, args, model, tok, ckpt):
 def main(argv=None):
     p, args = get_args(argv)
     mode = "compare" if args.compare else "quality" if args.quality else "generate"
-    for modes, flags in MODES.items():
-        if mode not in modes:
-            reject(p, args, flags, f"{'to generate' if mode == 'generate' else 'with --' + mode} (only: "
-                   f"{', '.join(modes)})")
+    reject(p, args, UNUSED[mode], "to generate" if mode == "generate" else f"with --{mode}")
     if args.ckpt:
-        reject(p, args, RANDOM_FLAGS, "with --ckpt: the checkpoint fixes the model and tokenizer")
+        reject(p, args, ("preset", "tokenizer", "block_size"), "with --ckpt: the checkpoint fixes the model")
     elif mode != "compare":
-        p.error("--ckpt is needed: --quality decodes a task with a diffusion checkpoint" if args.quality else
-                "--ckpt is needed to generate (--compare times random weights)")
+        p.error(f"--ckpt is needed to {'decode a task' if args.quality else 'generate'} (--compare needs none)")
     if args.plot and importlib.util.find_spec("matplotlib") is None:  # fail now, not after the sweep
         p.error("--plot needs matplotlib: pip install matplotlib")
     model, tok, ckpt = load(p, args, "ckpt", "diffusion" if args.quality else None)
+    if args.block_len and not args.compare:
+        p.error(f"--block_len cannot be used without --compare: the checkpoint fixes block_len ({ckpt.get('block_len')})")
     with torch.no_grad():
-        if mode == "generate":
-            return generate(p, args, model, tok, ckpt)
-        result = compare(p, args, model, tok, ckpt) if args.compare else quality(p, args, model, tok, ckpt)
+        result = dict(generate=generate, compare=compare, quality=quality)[mode](p, args, model, tok, ckpt)
     if args.json:
         write_json(args.json, result)
     return result

@@ -1,4 +1,4 @@
-"""sample.py: generation from AR and diffusion checkpoints, the AR-vs-diffusion timing, flag errors."""
+"""sample.py: generation from AR, diffusion and block checkpoints, the AR-vs-diffusion timing, flag errors."""
 import json
 
 import pytest
@@ -38,7 +38,8 @@ def make_ckpt(path, objective, noise=None, target_len=16, logits=None, seed=0, *
 @pytest.fixture
 def ckpts(tmp_path):
     return {name: make_ckpt(tmp_path / f"{name}.pt", *spec)[0] for name, spec in
-            dict(ar=("ar",), mask=("diffusion", "mask"), uniform=("diffusion", "uniform")).items()}
+            dict(ar=("ar",), mask=("diffusion", "mask"), uniform=("diffusion", "uniform")).items()} | {
+        "block": make_ckpt(tmp_path / "block.pt", "diffusion", "mask", block_len=4)[0]}
 
 
 FAST = ["--repeats", "1", "--warmup", "0"]
@@ -47,53 +48,64 @@ FAST = ["--repeats", "1", "--warmup", "0"]
 def test_compare_json_holds_latencies_and_their_speedups(tmp_path, capsys):
     out, png = tmp_path / "speed.json", tmp_path / "speed.png"
     result = sample.main(["--compare", "--preset", "tiny", "--tokenizer", "byte", "--block_size", "40",
-                          "--lengths", "8,24", "--num_steps", "2,4", "--threshold", "0.9",
+                          "--lengths", "8,24", "--num_steps", "2,4", "--threshold", "0.9", "--block_len", "4",
                           "--json", str(out), "--plot", str(png), *FAST])
     data = json.loads(out.read_text())
     assert data == json.loads(json.dumps(result))
     s = data["settings"]
-    assert s["config"]["block_size"] == 40 and s["num_samples"] == 1 and s["threshold"] == 0.9
+    assert s["config"]["block_size"] == 40 and s["num_samples"] == 1 and s["threshold"] == 0.9 and s["block_len"] == [4]
     assert [r["length"] for r in data["results"]] == [8, 24]
     for r in data["results"]:
         ar = r["ar"]
         assert ar["calls"] == r["length"] and ar["latency_s"] > 0
         assert ar["per_call_s"] == pytest.approx(ar["latency_s"] / r["length"], rel=1e-12)
-        for key in ("diffusion", "threshold"):
-            assert set(r[key]) == {"2", "4"}
+        for key, names in (("diffusion", {"2", "4"}), ("threshold", {"2", "4"}), ("block", {"4x2", "4x4"})):
+            assert set(r[key]) == names
             for steps, d in r[key].items():
                 assert d["latency_s"] > 0
                 assert d["speedup"] == pytest.approx(ar["latency_s"] / d["latency_s"], rel=1e-12)
                 assert d["tokens_per_s"] == pytest.approx(r["length"] / d["latency_s"], rel=1e-12)
                 assert d["per_call_s"] == pytest.approx(d["latency_s"] / d["calls"], rel=1e-12)
-        # random weights: no token reaches probability 0.9, so the threshold sampler runs every step
-        assert [r["diffusion"][k]["calls"] for k in ("2", "4")] == [2, 4]
+        # calls: forward passes per output, the prefix pass included. Random weights: no token reaches
+        # probability 0.9, so the threshold sampler runs every step too.
+        assert [r[key][k]["calls"] for key in ("diffusion", "threshold") for k in ("2", "4")] == [3, 5, 3, 5]
+        # block: S steps per block of 4 tokens, then one call caching it (not after the last block); no early stop
+        blocks = r["length"] // 4
+        assert [r["block"][k]["calls"] for k in ("4x2", "4x4")] == [1 + blocks * S + blocks - 1 for S in (2, 4)]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = capsys.readouterr().out
     assert "diffusion, 4 steps" in table and "threshold 0.9, <=2 steps" in table and "speedup" in table
+    assert "block 4, 2 steps/block" in table
 
 
 def test_compare_times_one_model_and_full_length_ar(tmp_path, monkeypatch):
-    """Both decoders get the very model loaded from --ckpt, and AR produces every requested token
-    even from a model whose greedy choice is always EOS."""
+    """Every decoder gets the very model loaded from --ckpt, and AR and block decoding produce every requested
+    token even from a model whose greedy choice is always EOS."""
     path, ckpt = make_ckpt(tmp_path / "eos.pt", "ar", logits={TOK.eos_id: 10.0})
     seen = {"ar": [], "diffusion": []}
     generate, diffusion_generate = GPT.generate, sample.diffusion_generate
 
     def ar_spy(self, prefix, prefix_len, max_new_tokens, *a, **k):
         out = generate(self, prefix, prefix_len, max_new_tokens, *a, **k)
-        seen["ar"].append((self, out))
+        seen["ar"].append((self, out[0]))
         return out
 
     def diffusion_spy(model, *a, **k):
-        seen["diffusion"].append(model)
-        return diffusion_generate(model, *a, **k)
+        out = diffusion_generate(model, *a, **k)
+        seen["diffusion"].append((model, k.get("block_len"), out[2]["calls"]))
+        return out
 
     monkeypatch.setattr(GPT, "generate", ar_spy)
     monkeypatch.setattr(sample, "diffusion_generate", diffusion_spy)
-    sample.main(["--compare", "--ckpt", path, "--lengths", "8,16", "--num_steps", "2", *FAST])
-    models = {id(m) for m, _ in seen["ar"]} | {id(m) for m in seen["diffusion"]}
-    assert len(models) == 1 and len(seen["ar"]) == 2 and len(seen["diffusion"]) == 2
-    model = seen["diffusion"][0]
+    rows = sample.main(["--compare", "--ckpt", path, "--lengths", "8,16", "--num_steps", "2", "--block_len", "4",
+                        *FAST])["results"]
+    models = {id(m) for m, _ in seen["ar"]} | {id(m) for m, _, _ in seen["diffusion"]}
+    assert len(models) == 1 and len(seen["ar"]) == 2 and len(seen["diffusion"]) == 4
+    # block decoding runs every block although each one is all EOS: 2 steps per block + 1 caching call per block
+    assert [(K, calls) for _, K, calls in seen["diffusion"]] == [(None, 3), (4, 1 + 2 * 2 + 1), (None, 3),
+                                                                  (4, 1 + 4 * 2 + 3)]
+    assert [r["block"]["4x2"]["calls"] for r in rows] == [6, 12] and [r["ar"]["calls"] for r in rows] == [8, 16]
+    model = seen["diffusion"][0][0]
     for k, v in ckpt["model"].items():
         assert torch.equal(model.state_dict()[k], v), k
     for (_, out), L in zip(seen["ar"], (8, 16)):
@@ -102,7 +114,7 @@ def test_compare_times_one_model_and_full_length_ar(tmp_path, monkeypatch):
     assert sample.main(["--ckpt", path, "--prompt", "hi"]) == [""]
 
 
-@pytest.mark.parametrize("name", ["ar", "mask", "uniform"])
+@pytest.mark.parametrize("name", ["ar", "mask", "uniform", "block"])
 def test_generate_from_checkpoint_is_seeded(ckpts, name, capsys):
     argv = ["--ckpt", ckpts[name], "--prompt", "Hello", "--temperature", "1.0", "--num_outputs", "2"]
     first = sample.main(argv + ["--seed", "3"])
@@ -127,6 +139,23 @@ def test_generate_lengths_and_prompt_file(ckpts, tmp_path, capsys):
     assert "5 tokens" in capsys.readouterr().out
 
 
+def test_block_checkpoint_decodes_as_trained(ckpts, capsys):
+    """A block checkpoint generates block by block (its block_len is not a flag outside --compare), and
+    --compare times its block_len by default."""
+    texts = sample.main(["--ckpt", ckpts["block"], "--prompt", "Hello", "--num_steps", "2", "--num_samples", "1"])
+    out = capsys.readouterr().out
+    assert "mask noise, block_len 4" in out and "--- output 0" in out and texts[0] in out
+    calls = int(out.split(" calls")[0].rsplit(" ", 1)[1])
+    # b blocks of 4 decoded: the prefix pass, 2 steps each, a caching call after each but the last (b = 4 for
+    # 16 tokens, fewer when a block holds EOS)
+    assert calls in [1 + b * 2 + b - 1 for b in (1, 2, 3, 4)]
+    with pytest.raises(SystemExit):
+        sample.main(["--ckpt", ckpts["block"], "--block_len", "8"])
+    assert "--block_len" in (err := capsys.readouterr().err) and "the checkpoint fixes block_len (4)" in err
+    rows = sample.main(["--compare", "--ckpt", ckpts["block"], "--lengths", "8", "--num_steps", "2", *FAST])["results"]
+    assert set(rows[0]["block"]) == {"4x2"} and rows[0]["block"]["4x2"]["calls"] == 1 + 2 * 2 + 1
+
+
 @pytest.mark.parametrize("ckpt,argv,flag", [
     ("ar", ["--num_steps", "10"], "--num_steps"),
     ("ar", ["--threshold", "0.9", "--num_samples", "4"], "--num_samples"),
@@ -138,6 +167,10 @@ def test_generate_lengths_and_prompt_file(ckpts, tmp_path, capsys):
     ("mask", ["--temperature", "-1"], "--temperature"),
     ("mask", ["--target_len", "60", "--prompt", "Hello"], "--target_len"),
     ("uniform", ["--threshold", "0.5"], "--threshold"),
+    ("block", ["--top_k", "5"], "--top_k"),
+    ("block", ["--block_len", "8"], "--block_len"),
+    ("ar", ["--block_len", "4"], "--block_len"),
+    ("ar", ["--compare", "--block_len", "0"], "--block_len"),
     ("ar", ["--lengths", "8"], "--lengths"),
     ("ar", ["--compare", "--preset", "tiny"], "--preset"),
     ("ar", ["--compare", "--top_k", "3"], "--top_k"),
@@ -213,9 +246,10 @@ def test_quality_sweep_scores_like_evaluate(tmp_path, capsys):
     values = [q["value"] for q in points]
     assert len(set(values)) > 2 and all(0 < v <= 100 for v in values)  # the settings really differ
     assert values[-1] == 100.0  # AR is greedy: sixteen x, one of the answers
-    assert [q["calls"] for q in points[:2]] == [1, 4]  # plain: one call per step
-    assert 1 <= points[2]["calls"] < 4 and points[3]["calls"] == 4  # threshold: early exit, capped at 4 steps
-    assert points[4]["calls"] == 16  # AR: one call per token (the x never stop)
+    # calls: forward passes per output as evaluate.predict reports them, the prefix pass included
+    assert [q["calls"] for q in points[:2]] == [2, 5]  # plain: the prefix pass, then one call per step
+    assert 2 <= points[2]["calls"] < 5 and points[3]["calls"] == 5  # threshold: early exit, capped at 4 steps
+    assert points[4]["calls"] == 16  # AR: one call per token (the x never stop), the first from the prefix pass
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = capsys.readouterr().out
     assert "threshold 0.5, <=4 steps" in table and "AR, greedy" in table and "ms/example" in table
@@ -227,7 +261,7 @@ def test_quality_counts_calls_of_an_early_stopping_ar_model(tmp_path):
     ar, _ = make_ckpt(tmp_path / "ar.pt", "ar", logits={TOK.eos_id: 10.0})
     points = sample.main(["--quality", "--ckpt", diff, "--ar_ckpt", ar, "--task_dir", str(task), "--num_steps", "2",
                           "--num_samples", "1", "--limit", "2", *FAST])["points"]
-    assert [q["calls"] for q in points] == [2, 1]  # the AR model says EOS at once: one call
+    assert [q["calls"] for q in points] == [3, 1]  # the AR model says EOS at once: the prefix pass only
     assert points[1]["value"] == 0.0 and points[0]["total_s"] == pytest.approx(2 * points[0]["latency_s"])
 
 
