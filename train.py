@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from data.common import FLOAT0, FRACTION, INT, INT0, POSITIVE, write_json
+from data.common import FLOAT0, FRACTION, INT, INT0, write_json
 from data.loader import (OBJECTIVES, auto_target_len, corpus_batch, data_kind, encode_task, epoch_indices,
                          load_corpus, load_task_split, seed_of, task_batch, task_meta)
 from data.tokenizer import TOKENIZERS, get_tokenizer
@@ -75,7 +75,7 @@ arg("--target_len", type=INT0, default=0,
 arg("--batch_size", type=INT, default=32, help="sequences per optimizer step, over all processes")
 arg("--micro_batch_size", type=INT0, default=0, help="sequences per forward pass; 0 = batch_size / processes")
 arg("--max_steps", type=INT0, default=2000, help="optimizer steps in total (a resumed run counts from its checkpoint)")
-arg("--lr", type=POSITIVE, default=6e-4, help="peak learning rate (paper, fine-tuning: constant 1e-3)")
+arg("--lr", type=FLOAT0, default=6e-4, help="peak learning rate (paper, fine-tuning: constant 1e-3)")
 arg("--min_lr", type=FLOAT0, default=None, help="final learning rate of the cosine schedule; default lr/10")
 arg("--lr_schedule", default="cosine", choices=["cosine", "constant"], help="after the warmup")
 arg("--warmup_steps", type=INT0, default=100, help="linear warmup steps")

@@ -107,7 +107,6 @@ def flag_type(convert, ok, what):
 INT = flag_type(int, lambda v: v >= 1, "must be an integer >= 1")
 INT0 = flag_type(int, lambda v: v >= 0, "must be an integer >= 0")
 FLOAT0 = flag_type(float, lambda v: 0 <= v < float("inf"), "must be a number >= 0")
-POSITIVE = flag_type(float, lambda v: 0 < v < float("inf"), "must be a number > 0")
 FRACTION = flag_type(float, lambda v: 0 <= v < 1, "must be in [0, 1)")
 
 

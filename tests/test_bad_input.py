@@ -78,7 +78,7 @@ def test_prepare_without_its_source_file_names_flag_and_file(root, tmp_path, cap
 
 
 @pytest.mark.parametrize("flag, value, expected", [
-    ("--lr", "-1", "must be a number > 0"), ("--lr", "nan", "must be a number > 0"),
+    ("--lr", "-1", "must be a number >= 0"), ("--lr", "nan", "must be a number >= 0"),
     ("--warmup_steps", "-5", "must be an integer >= 0"), ("--weight_decay", "-0.1", "must be a number >= 0"),
     ("--grad_clip", "-1", "must be a number >= 0"), ("--dropout", "1.5", "must be in [0, 1)"),
     ("--beta2", "1", "must be in [0, 1)"), ("--batch_size", "0", "must be an integer >= 1"),
