@@ -1,18 +1,25 @@
 """
-Collect a pipeline run (runs/tiny.sh, runs/small_gpu.sh) into results.json and report.md.
+Collect a pipeline run (runs/tiny.sh, runs/multi30k.sh, runs/small_gpu.sh) into results.json and report.md.
 
     python runs/report.py --out out/tiny --models AR=ar,diffusion=diffusion,AR2Diff_0=ar2diff_0,AR2Diff_200=ar2diff_200 \
         --tasks translation,qa,code --seconds 512
+    python runs/report.py --out out/multi30k --models ... --tasks multi30k --curves --quality out/multi30k/quality.json
 
 It reads <out>/finetune/<model>/<task>/eval/metrics.json (evaluate.py), the pretraining checkpoints'
-sidecars (<out>/pretrain/<model>/best.json), the tasks' meta.json (trivial baselines), and
-<out>/speed.json (sample.py --compare). The "reading" compares this run with the paper's findings by
-fixed rules, so it says what the numbers say, whichever way they go.
+sidecars (<out>/pretrain/<model>/best.json), the tasks' meta.json (trivial baselines),
+<out>/speed.json (sample.py --compare) and the training speed of every stage (the tok/s of train.py's
+log lines in <out>/logs/). --curves also plots the validation curves that the checkpoints' sidecars
+record (<out>/transfer.png: diffusion from scratch against AR2Diff_N on the same held-out windows;
+<out>/finetune.png: fine-tuning) and counts the diffusion steps that starting from the AR model saves;
+--quality adds a steps sweep (sample.py --quality). The "reading" compares this run with the paper's
+findings by fixed rules, so it says what the numbers say, whichever way they go.
 """
 import argparse
 import json
 import os
 import platform
+import re
+import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
@@ -38,6 +45,8 @@ def main():
     p.add_argument("--seconds", type=float, default=None, help="wall time of the whole run")
     p.add_argument("--title", default="AR2Diff on the embedded default", help="report title")
     p.add_argument("--settings", default="", help="free text: the recipe's settings, for the report")
+    p.add_argument("--curves", action="store_true", help="plot the validation curves (needs matplotlib)")
+    p.add_argument("--quality", default=None, help="a steps sweep JSON of sample.py --quality, for the report")
     args = p.parse_args()
     models = dict(m.split("=") for m in args.models.split(","))
     tasks = args.tasks.split(",")
@@ -57,8 +66,11 @@ def main():
                                  objective=side.get("objective"), noise=side.get("noise"))
     metas = {t: load(os.path.join(data, t, "meta.json")) or {} for t in tasks}
     speed = load(os.path.join(args.out, "speed.json"))
+    quality = load(args.quality) if args.quality else None
+    curves = transfer_curves(args.out, models) if args.curves else None
     out = dict(results=results, pretrain=pretrain, baselines={t: metas[t].get("baselines") for t in tasks},
-               speed=speed, seconds=args.seconds, settings=args.settings, missing=missing,
+               speed=speed, quality=quality, curves=curves, training_speed=training_speed(args.out),
+               seconds=args.seconds, settings=args.settings, missing=missing,
                machine=f"{platform.machine()}, {os.cpu_count()} CPU cores")
     write_json(os.path.join(args.out, "results.json"), out)
 
@@ -79,6 +91,14 @@ def main():
                 extra.append(f"{row}/{t} " + ", ".join(f"{k} {v:.1f}" for k, v in m.items() if k.startswith("pass@")))
     if extra:
         lines += ["", "Other metrics: " + "; ".join(extra) + "."]
+    signatures = sorted({m["signature"] for per in results.values() for m in per.values() if m.get("signature")})
+    if signatures:
+        lines += ["", "sacreBLEU signature: " + "; ".join(f"`{x}`" for x in signatures) + "."]
+    latency = [f"{row} {m['decode_seconds'] / m['examples'] * 1e3:.0f} ms" for row, per in results.items()
+               for t, m in per.items() if m.get("decode_seconds") and m.get("examples")]
+    if latency:
+        lines += ["", "Decoding time per test example (evaluate.py's decode_seconds / examples, batch as in the "
+                  "settings): " + ", ".join(latency) + "."]
     if any(metas[t].get("baselines") for t in tasks):
         lines += ["", "Trivial baselines (from the task generator, same split):", ""]
     for t in tasks:
@@ -93,9 +113,18 @@ def main():
             lines.append(f"| {row} | {obj} | {s['step']} | {s['val_loss']:.3f} |")
         lines += ["", "AR and diffusion validation losses are different quantities (next-token NLL vs the "
                   "diffusion loss, an upper bound on NLL): compare within a row type only."]
+    if curves:
+        lines += ["", "## Transfer curves", "", curves_text(curves)]
+    if out["training_speed"]:
+        lines += ["", "## Training speed", "", "Median tokens/s of each training stage (train.py's log lines; "
+                  "real tokens, padding excluded):", "", "| stage | steps | tokens/s |", "|---|---|---|"]
+        lines += [f"| {k} | {v['steps']} | {v['tok_s']:,.0f} |" for k, v in out["training_speed"].items()]
+    if quality:
+        lines += ["", "## Diffusion steps against quality and latency", "", quality_table(quality)]
     if speed:
         lines += ["", "## Decoding speed", "", speed_table(speed)]
     lines += ["", "## Reading: the paper's findings in this run", ""] + reading(results, tasks, metas)
+    lines += reading_curves(curves, quality)
     lines += ["", "Paper, Table 2 (Base, WMT14 BLEU / SQuAD F1 / MBPP Pass@80): " +
               "; ".join(f"{k} {'/'.join(map(str, v))}" for k, v in PAPER.items()) + "."]
     if args.settings:
@@ -134,6 +163,138 @@ def speed_table(speed):
         cells = [f"{r[kind][k]['latency_s'] * 1e3:.0f}, {r[kind][k]['speedup']:.2f}x" for kind, k in cols]
         rows.append(f"| {r['length']} | {r['ar']['latency_s'] * 1e3:.0f} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+LOG_LINE = re.compile(r"^step (\d+) \| loss .* \| ([\d,]+) tok/s")
+
+
+def training_speed(out):
+    """{stage: {steps, tok_s}}: the median tokens/s of train.py's step lines in each <out>/logs/*.log
+    (the first 3 steps left out: warm-up)."""
+    folder, speeds = os.path.join(out, "logs"), {}
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as f:
+            rates = [float(m.group(2).replace(",", "")) for m in map(LOG_LINE.match, f) if m and int(m.group(1)) >= 3]
+        if rates:
+            speeds[name.removesuffix(".log")] = dict(steps=len(rates) + 3, tok_s=statistics.median(rates))
+    return speeds
+
+
+def history(path):
+    side = load(path)
+    return [(h["step"], h["val_loss"]) for h in (side or {}).get("history", [])]
+
+
+def first_reach(curve, target):
+    """The first step (linearly interpolated between evaluations) at which `curve` reaches `target`, or None."""
+    for (s0, v0), (s1, v1) in zip([curve[0]] + curve, curve):
+        if v1 <= target:
+            return s1 if v1 == v0 or s1 == s0 else s0 + (s1 - s0) * (v0 - target) / (v0 - v1)
+    return None
+
+
+def transfer_curves(out, models):
+    """Validation curves from the checkpoints' sidecars: diffusion pretraining from scratch against each
+    AR2Diff_N (the same fixed held-out windows and noise draw), the fine-tuning runs; and for each N the
+    diffusion steps from scratch needed to reach AR2Diff_N's validation loss. Writes the two PNGs."""
+    pre = {row: history(os.path.join(out, "pretrain", folder, "ckpt.json")) for row, folder in models.items()}
+    fine = {row: history(os.path.join(out, "finetune", folder, task, "ckpt.json"))
+            for row, folder in models.items() for task in sorted(os.listdir(os.path.join(out, "finetune", folder)))
+            if os.path.isdir(os.path.join(out, "finetune", folder, task))} if os.path.isdir(os.path.join(out, "finetune")) else {}
+    scratch = pre.get("diffusion") or []
+    saved = {}
+    for row, curve in pre.items():
+        if not row.startswith("AR2Diff_") or not curve or not scratch:
+            continue
+        n, v = curve[-1]
+        at_n = [val for s, val in scratch if s == n]
+        reach = first_reach(scratch, v)
+        saved[row] = dict(n=n, val_loss=v, scratch_at_n=at_n[0] if at_n else None, scratch_steps_to_reach=reach,
+                          scratch_steps=scratch[-1][0], scratch_final=scratch[-1][1])
+    curves = dict(pretrain={r: c for r, c in pre.items() if r != "AR" and c}, ar_pretrain=pre.get("AR"),
+                  finetune={r: c for r, c in fine.items() if c}, saved=saved)
+    try:
+        plot_curves(out, curves)
+    except ImportError:
+        print("report.py: matplotlib is not installed (pip install matplotlib): no curve plots")
+    return curves
+
+
+def plot_curves(out, curves):
+    import matplotlib
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+    from data.common import atomic_write
+
+    def save(fig, name):
+        atomic_write(os.path.join(out, name), lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"),
+                     mode="wb")
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for row, c in curves["pretrain"].items():
+        if len(c) > 1:
+            ax.plot(*zip(*c), "o-" if row == "diffusion" else "s-", ms=3, label=f"{row}" + (
+                " (from scratch)" if row == "diffusion" else " (from the AR model)"))
+        else:
+            ax.plot(*zip(*c), "k*", ms=10, label=f"{row} (the converted AR model)")
+    ax.set(xlabel="diffusion pretraining steps", ylabel="validation loss (diffusion ELBO, nats/token)",
+           title="Transfer: diffusion from scratch vs from the AR model")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, "transfer.png")
+    rows = curves["finetune"]
+    if rows:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for row, c in rows.items():
+            ax = axes[0] if row == "AR" else axes[1]
+            ax.plot(*zip(*c), "o-", ms=3, label=row)
+        axes[0].set(xlabel="fine-tuning steps", ylabel="validation NLL (nats/token)", title="AR")
+        axes[1].set(xlabel="fine-tuning steps", ylabel="validation loss (diffusion ELBO)", title="diffusion rows")
+        for ax in axes:
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+        save(fig, "finetune.png")
+
+
+def curves_text(curves):
+    out = ["Validation loss of diffusion pretraining (the diffusion ELBO, nats per target token, on the same fixed "
+           "held-out windows and noise draw): from scratch against AR2Diff_N (`transfer.png`); fine-tuning "
+           "validation curves in `finetune.png`.", ""]
+    for row, s in curves["saved"].items():
+        reach = s["scratch_steps_to_reach"]
+        at_n = f"{s['scratch_at_n']:.3f}" if s["scratch_at_n"] is not None else "not measured"
+        out.append(f"- {row}: validation loss {s['val_loss']:.3f} after {s['n']} diffusion steps; diffusion from "
+                   f"scratch at step {s['n']}: {at_n}; from scratch it takes "
+                   + (f"{reach:.0f} steps to reach it: starting from the AR model saves ~{reach - s['n']:.0f} "
+                      f"diffusion steps ({reach / max(1, s['n']):.1f}x)." if reach is not None else
+                      f"more than its {s['scratch_steps']} steps to reach it (it ends at {s['scratch_final']:.3f}): "
+                      f"starting from the AR model saves more than {s['scratch_steps'] - s['n']} diffusion steps."))
+    return "\n".join(out)
+
+
+def quality_table(q):
+    s = q["settings"]
+    rows = [f"{s['ckpt']} on {s['task']} {s['split']} ({s['examples']} examples), {s.get('device_name', '')}, "
+            f"batch {s['batch_size']}, temperature {s['temperature']}, {s['num_samples']} candidates; latency per "
+            "example (`quality.png`).", "", f"| decoder | model calls | ms per example | {s['metric']} |",
+            "|---|---|---|---|"]
+    rows += [f"| {p['label']} | {p['calls']:.3g} | {p['latency_s'] * 1e3:.1f} | {p['value']:.1f} |" for p in q["points"]]
+    return "\n".join(rows)
+
+
+def reading_curves(curves, quality):
+    out = []
+    for row, s in (curves or {}).get("saved", {}).items():
+        if s["scratch_at_n"] is not None and s["n"] > 0:
+            verdict = "yes" if s["val_loss"] < s["scratch_at_n"] else "no"
+            out.append(f"- {row} below diffusion from scratch at the same number of diffusion steps ({s['n']}): "
+                       f"{verdict} ({s['val_loss']:.3f} vs {s['scratch_at_n']:.3f}).")
+    pts = sorted((p["num_steps"], p["value"]) for p in (quality or {}).get("points", []) if p["decoder"] == "diffusion")
+    if len(pts) > 1:
+        verdict = "reproduced" if pts[-1][1] > pts[0][1] else "not reproduced"
+        out.append(f"- More diffusion steps help: {verdict} ("
+                   + ", ".join(f"{n} steps {v:.1f}" for n, v in pts) + ").")
+    return out
 
 
 def reading(results, tasks, metas):

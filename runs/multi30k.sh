@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The AR2Diff experiment on real text and a real translation benchmark, on a CPU, with no network:
+#   bash runs/multi30k.sh [--seed N] [--out DIR] [--shared DIR] [--scale X] [--eval_limit N] [--quick]
+# 1. Multi30k En->Fr (train / validation / test = test_2016_flickr) and a pretraining corpus of real
+#    monolingual English + French text (data/multi30k/prepare.py; --shared holds the local copies)
+# 2. pretrain a tiny AR model and, with the same budget, a diffusion model from scratch
+# 3. AR2Diff_0 (convert only) and AR2Diff_N (N diffusion steps on the corpus), from the AR model
+# 4. fine-tune AR, diffusion, AR2Diff_0 and AR2Diff_N on Multi30k train, keeping the checkpoint of
+#    best validation loss (early stopping)
+# 5. evaluate them on test_2016 with the paper's decoding (diffusion: 10 steps, temperature 0.2, 8
+#    candidates reranked; AR greedy): sacreBLEU against the raw references
+# 6. sweep the diffusion steps (1, 2, 5, 10, 20) of the best diffusion row against latency, then write
+#    report.md, results.json and the plots (transfer curves, fine-tuning curves, steps sweep)
+# --scale X multiplies every training budget (for machines with more time); --quick shrinks
+# everything to a plumbing check (CI runs it as a test): the numbers then mean nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SEED=1337
+OUT=out/multi30k
+SHARED=../shared/data
+SCALE=1
+QUICK=0
+usage="usage: bash runs/multi30k.sh [--seed N] [--out DIR] [--shared DIR] [--scale X] [--eval_limit N] [--quick]"
+EVAL_LIMIT=100; SWEEP_LIMIT=30; SWEEP_STEPS=1,2,5,10,20
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seed) SEED="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --shared) SHARED="$2"; shift 2 ;;
+    --scale) SCALE="$2"; shift 2 ;;
+    --eval_limit) EVAL_LIMIT="$2"; shift 2 ;;
+    --quick) QUICK=1; shift ;;
+    *) echo "$usage" >&2; exit 2 ;;
+  esac
+done
+scaled() { python -c "import sys; print(max(1, round($1 * float(sys.argv[1]))))" "$SCALE"; }
+
+# Budgets (optimizer steps). AR and diffusion pretraining get the same budget; AR2Diff_N continues
+# the AR model for N more diffusion steps (paper: N = 10K or 100K after 1M AR steps).
+PRETRAIN_STEPS=$(scaled 300); ADAPT_STEPS=$(scaled 75); FINETUNE_STEPS=$(scaled 300)
+PRETRAIN_BATCH=16; FINETUNE_BATCH=32; BLOCK=128; TARGET_LEN=44  # 97% of the French train captions fit
+PRETRAIN_LR=3e-3; ADAPT_LR=1e-3; FINETUNE_LR=3e-3
+PRE_EVAL=$(scaled 100); DIFF_EVAL=$(scaled 25); FT_EVAL=$(scaled 50)  # validation every this many steps
+# --eval_limit: test sentences scored (default the first 100; 0: all 1,000); the steps sweep decodes
+# the first 30. On a CPU the diffusion sampler sets these: a float64 Gumbel draw over the whole
+# vocabulary per position, candidate and step costs more than the model itself.
+FT_EVAL_EXAMPLES=256; DATA_FLAGS=()
+if [ "$QUICK" = 1 ]; then
+  PRETRAIN_STEPS=4; ADAPT_STEPS=2; FINETUNE_STEPS=4; PRE_EVAL=2; DIFF_EVAL=2; FT_EVAL=2; FT_EVAL_EXAMPLES=16
+  EVAL_LIMIT=4; SWEEP_LIMIT=2; SWEEP_STEPS=1,2; DATA_FLAGS=(--limit_train 500 --nltk_tokens 5000)
+fi
+TASK=multi30k
+MODELS=(ar diffusion ar2diff_0 "ar2diff_$ADAPT_STEPS")
+
+source runs/stages.sh
+
+step data python data/multi30k/prepare.py --src "$SHARED/multi30k_enfr" --pretrain_src "$SHARED" \
+  --out_dir "$OUT/data/$TASK" --pretrain_dir "$OUT/data/pretrain" --seed "$SEED" "${DATA_FLAGS[@]}"
+
+COMMON=(--model tiny --block_size "$BLOCK" --seed "$SEED" --eval_batch_size 16)
+# the same fixed validation windows for every pretraining curve: AR, diffusion, AR2Diff_0, AR2Diff_N
+PRE=("${COMMON[@]}" --data "$OUT/data/pretrain" --batch_size "$PRETRAIN_BATCH" --eval_examples 64)
+pretrain_ar_and_adapt() {
+  step pretrain_ar python train.py "${PRE[@]}" --objective ar --lr "$PRETRAIN_LR" --warmup_steps 50 \
+    --max_steps "$PRETRAIN_STEPS" --eval_interval "$PRE_EVAL" --out_dir "$OUT/pretrain/ar"
+  step adapt_0 python adapt.py --init_from "$OUT/pretrain/ar/best.pt" --steps 0 "${PRE[@]}" \
+    --out_dir "$OUT/pretrain/ar2diff_0"
+  step "adapt_$ADAPT_STEPS" python adapt.py --init_from "$OUT/pretrain/ar/best.pt" --steps "$ADAPT_STEPS" \
+    "${PRE[@]}" --lr "$ADAPT_LR" --warmup_steps 20 --lr_schedule constant \
+    --eval_interval "$DIFF_EVAL" --out_dir "$OUT/pretrain/ar2diff_$ADAPT_STEPS"
+}
+finetune_and_eval() {  # finetune_and_eval MODEL
+  local m=$1 FT="$OUT/finetune/$1/$TASK"
+  step "finetune_$m" python train.py "${COMMON[@]}" --data "$OUT/data/$TASK" \
+    --init_from "$OUT/pretrain/$m/best.pt" --batch_size "$FINETUNE_BATCH" --lr "$FINETUNE_LR" \
+    --lr_schedule cosine --warmup_steps 0 --max_steps "$FINETUNE_STEPS" --eval_interval "$FT_EVAL" \
+    --eval_examples "$FT_EVAL_EXAMPLES" --target_len "$TARGET_LEN" --patience 3 --out_dir "$FT"
+  rm -rf "$FT/eval"  # predictions of an earlier run's model would be resumed, not remade
+  step "eval_$m" python evaluate.py --ckpt "$FT/best.pt" --split test --limit "$EVAL_LIMIT" \
+    --batch_size 50 --out_dir "$FT/eval"
+}
+pretrain_diffusion_and_finetune() {  # the shorter pretraining lane goes on with its fine-tune
+  step pretrain_diffusion python train.py "${PRE[@]}" --objective diffusion --noise mask --lr "$PRETRAIN_LR" \
+    --warmup_steps 50 --max_steps "$PRETRAIN_STEPS" --eval_interval "$DIFF_EVAL" \
+    --out_dir "$OUT/pretrain/diffusion"
+  finetune_and_eval diffusion
+}
+lane pretrain_ar_and_adapt; AR_LANE=$LANE_PID
+lane pretrain_diffusion_and_finetune
+wait_lane "$AR_LANE"  # the other fine-tunes start from the AR lane's checkpoints
+for m in "ar2diff_$ADAPT_STEPS" ar2diff_0 ar; do lane finetune_and_eval "$m"; done
+drain
+
+# the steps sweep, on the diffusion row with the best test BLEU (a choice of what to plot, not of a model)
+BEST=$(python -c "import json, sys
+rows = {m: json.load(open(f'$OUT/finetune/{m}/$TASK/eval/metrics.json'))['bleu'] for m in sys.argv[1:]}
+print(max(rows, key=rows.get))" diffusion ar2diff_0 "ar2diff_$ADAPT_STEPS")
+step sweep python sample.py --quality --ckpt "$OUT/finetune/$BEST/$TASK/best.pt" \
+  --ar_ckpt "$OUT/finetune/ar/$TASK/best.pt" --split test --limit "$SWEEP_LIMIT" --num_steps "$SWEEP_STEPS" \
+  --batch_size 50 --warmup 0 --json "$OUT/quality.json" --plot "$OUT/quality.png"
+
+SECONDS_TOTAL=$(($(date +%s) - START))
+ROWS="AR=ar,diffusion=diffusion,AR2Diff_0=ar2diff_0,AR2Diff_$ADAPT_STEPS=ar2diff_$ADAPT_STEPS"
+SETTINGS="seed $SEED; tiny model (4 layers, 128 wide, block $BLOCK; words tokenizer of the Multi30k train captions, \
+vocabulary 4,288); pretraining $PRETRAIN_STEPS steps x $PRETRAIN_BATCH windows of $BLOCK tokens, lr $PRETRAIN_LR cosine \
+(AR and diffusion alike); AR2Diff_$ADAPT_STEPS: $ADAPT_STEPS more diffusion steps from the AR model at constant lr \
+$ADAPT_LR; fine-tuning on Multi30k train: at most $FINETUNE_STEPS steps x $FINETUNE_BATCH pairs, lr $FINETUNE_LR cosine, \
+target_len $TARGET_LEN, validation loss on $FT_EVAL_EXAMPLES validation pairs every $FT_EVAL steps, patience 3, best checkpoint kept; \
+test_2016_flickr ($([ "$EVAL_LIMIT" = 0 ] && echo all || echo "first $EVAL_LIMIT") sentences), diffusion 10 steps, \
+temperature 0.2, 8 candidates reranked, AR greedy; steps sweep of $BEST on the first $SWEEP_LIMIT test sentences. \
+Command: bash runs/multi30k.sh --seed $SEED --out $OUT --scale $SCALE$([ "$QUICK" = 1 ] && echo ' --quick' || true)"
+step report python runs/report.py --out "$OUT" --models "$ROWS" --tasks "$TASK" --title "AR2Diff on Multi30k En-Fr" \
+  --seconds "$SECONDS_TOTAL" --settings "$SETTINGS" --curves --quality "$OUT/quality.json"
+echo "done in $((SECONDS_TOTAL / 60))m$((SECONDS_TOTAL % 60))s: $OUT/report.md, $OUT/results.json, $OUT/*.png"
