@@ -276,8 +276,12 @@ def decode(model, trained, prefix, prefix_len, target_len, tok, generators=None,
     A setting that does not apply to the model is an error naming it as the scripts' flag.
     Returns tokens (B, target_len), scores (B,) (None for AR) and the number of model calls made.
     """
+    if trained.get("objective") not in ("ar", "diffusion") or (trained["objective"] == "diffusion" and
+                                                               trained.get("noise") not in NOISES):
+        raise ValueError(f"the model records objective {trained.get('objective')!r} and noise {trained.get('noise')!r}: "
+                         f"expected ar, or diffusion with a noise of {NOISES}")
     given = [k for k, v in dict(sampler, top_k=top_k).items() if v is not None]
-    ar = trained.get("objective") == "ar"
+    ar = trained["objective"] == "ar"
     wrong = [k for k in given if (k != "top_k") == ar or (trained.get("noise") == "uniform" and k in MASK_ONLY)]
     if wrong:
         what = "an AR" if ar else f"a {trained.get('noise')}-noise diffusion"

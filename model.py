@@ -415,7 +415,8 @@ def model_from_checkpoint(ckpt, device="cpu"):
 
 
 if __name__ == "__main__":
-    # Benchmark: forward+backward tokens/s (and MFU on CUDA) of a preset in `ar` vs `diffusion` mode.
+    # Benchmark: forward+backward tokens/s (and MFU on CUDA) of a preset in `ar`, `diffusion` and `block`
+    # mode (block: the two copies of each sequence, so its tokens/s counts the sequence's own tokens).
     #   python model.py --preset tiny                                    # CPU
     #   python model.py --preset gpt2 --seq_len 1024 --batch_size 16 --device cuda --dtype bfloat16 --compile
     import argparse
@@ -429,6 +430,7 @@ if __name__ == "__main__":
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu|cuda")
     parser.add_argument("--dtype", default="float32", help="float32|bfloat16 (autocast)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--block_len", type=int, default=4, help="block mode: tokens per block")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
@@ -452,11 +454,12 @@ if __name__ == "__main__":
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
             with autocast:
-                logits = fwd(idx, prefix_len, seq_len, mode=mode)
+                block = dict(block_len=args.block_len) if mode == "block" else {}
+                logits = fwd(torch.cat([idx, idx], 1) if block else idx, prefix_len, seq_len, mode=mode, **block)
                 loss = F.cross_entropy(logits.flatten(0, 1).float(), idx.flatten())
             loss.backward()
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         tok_s = B * T * args.steps / (time.perf_counter() - t0)
-        mfu = f", MFU {model.flops_per_token(T) * tok_s / peak:.1%}" if peak else ""
+        mfu = f", MFU {model.flops_per_token(T) * tok_s * (2 if mode == 'block' else 1) / peak:.1%}" if peak else ""
         print(f"{mode:9s}: {tok_s:,.0f} tokens/s (forward+backward){mfu}")

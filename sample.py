@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 import evaluate
-from data.common import atomic_write, write_json
+from data.common import FLOAT0, INT, INT0, atomic_write, flag_type, write_json
 from data.loader import pad_batch
 from data.tasks import load_split, load_task, score
 from data.tokenizer import TOKENIZERS, get_tokenizer
@@ -50,23 +50,9 @@ UNUSED = {"generate": COMPARE + QUALITY + ("batch_size", "repeats", "warmup", "p
           "quality": COMPARE + ("prompt", "prompt_file")}
 
 
-def checked(convert, ok, what):
-    """An argparse type: argparse reports a bad value as 'argument --flag: <what>, got ...'."""
-    def parse(s):
-        try:
-            if ok(v := convert(s)):
-                return v
-        except (ValueError, RuntimeError):
-            pass
-        raise argparse.ArgumentTypeError(f"{what}, got {s!r}")
-    return parse
-
-
-INT, INT0 = checked(int, lambda v: v >= 1, "must be an integer >= 1"), checked(int, lambda v: v >= 0, "must be >= 0")
-INTS = checked(lambda s: [int(v) for v in s.split(",")], lambda v: min(v) >= 1, "must be integers >= 1")
-PROBS = checked(lambda s: [float(v) for v in s.split(",")], lambda v: all(0 < x <= 1 for x in v), "must be in (0, 1]")
-FLOAT = checked(float, lambda v: 0 <= v < float("inf"), "must be a number >= 0")
-DEVICE = checked(torch.device, lambda d: d.type != "cuda" or torch.cuda.is_available(), "must be cpu or a CUDA device")
+INTS = flag_type(lambda s: [int(v) for v in s.split(",")], lambda v: min(v) >= 1, "must be integers >= 1")
+PROBS = flag_type(lambda s: [float(v) for v in s.split(",")], lambda v: all(0 < x <= 1 for x in v), "must be in (0, 1]")
+DEVICE = flag_type(torch.device, lambda d: d.type != "cuda" or torch.cuda.is_available(), "must be cpu or a CUDA device")
 
 
 def get_args(argv=None):
@@ -78,7 +64,7 @@ def get_args(argv=None):
     prompt.add_argument("--prompt_file", help="read the prompt from this file (one trailing newline dropped)")
     p.add_argument("--num_outputs", type=INT, help="outputs per prompt or example, each its own seed (default 1)")
     p.add_argument("--target_len", type=INT, help="output tokens (default: the ckpt's target_len, else 64)")
-    p.add_argument("--temperature", type=FLOAT, help="default: AR 0 (greedy), diffusion 0.2 (paper)")
+    p.add_argument("--temperature", type=FLOAT0, help="default: AR 0 (greedy), diffusion 0.2 (paper)")
     p.add_argument("--top_k", type=INT, help="AR sampling: keep the k likeliest tokens (default: all)")
     p.add_argument("--num_steps", "--steps", type=INTS, help="diffusion steps, per block (10; compare 10,20,50)")
     p.add_argument("--num_samples", type=INT, help="diffusion candidates reranked per output (8; compare: 1)")

@@ -1,0 +1,134 @@
+"""
+Collect runs of runs/tiny.sh (+ runs/tiny_ablations.sh), one per seed, into one table per finding with
+every seed's number, so that a reading is stated only where it holds at every seed.
+
+    python runs/ablations.py --runs out/tiny_s1337 out/tiny_s9173 out/tiny_s4242 \
+        --adapt_steps 100 --block_len 4 --candidates 1,4,8,16 --out runs/results/tiny_seeds/ablations
+
+It reads each run's finetune/<model>/<task>/eval/metrics.json (evaluate.py), the reranking sweep's
+finetune/<model>/translation/eval_samples<S>/metrics.json, and pretrain/<model>/best.json; it writes
+<out>.json and <out>.md.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+
+from data.common import atomic_write, write_json  # noqa: E402
+from evaluate import MAIN_METRIC  # noqa: E402
+
+TASKS = ("translation", "qa", "code")
+
+
+def load(path):
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Per-seed tables of the tiny runs and their ablations.")
+    p.add_argument("--runs", nargs="+", required=True, help="output folders of runs/tiny.sh, one per seed")
+    p.add_argument("--adapt_steps", type=int, default=100, help="N of the AR2Diff_N rows")
+    p.add_argument("--block_len", type=int, default=4, help="K of the AR2Diff-blockK_N row")
+    p.add_argument("--candidates", default="1,4,8,16", help="numbers of candidates of the reranking sweep")
+    p.add_argument("--seconds", type=float, default=None, help="wall time of the ablation recipe (one run)")
+    p.add_argument("--out", required=True, help="writes <out>.json and <out>.md")
+    args = p.parse_args(argv)
+    N, K = args.adapt_steps, args.block_len
+    rows = {"AR": "ar", "diffusion": "diffusion", "AR2Diff_0": "ar2diff_0", f"AR2Diff_{N}": f"ar2diff_{N}",
+            f"AR2Diff-block{K}_{N}": f"ar2diff_block{K}_{N}", f"AR2Diff_{N} (uniform)": f"ar2diff_uniform_{N}"}
+    sweep = {"diffusion": "diffusion", f"AR2Diff_{N}": f"ar2diff_{N}", f"AR2Diff-block{K}_{N}": f"ar2diff_block{K}_{N}"}
+    counts = [int(s) for s in args.candidates.split(",")]
+    seeds, scores, reranking, adapt_loss = [], {}, {}, {}
+    for run in args.runs:
+        res = load(os.path.join(run, "results.json")) or {}
+        seed = next((s.split()[1].rstrip(";") for s in [res.get("settings", "")] if s.startswith("seed ")), run)
+        seeds.append(seed)
+        for row, folder in rows.items():
+            for task in TASKS:
+                m = load(os.path.join(run, "finetune", folder, task, "eval", "metrics.json"))
+                scores.setdefault(row, {}).setdefault(task, []).append(
+                    None if m is None else m[MAIN_METRIC[m["metric"]]])
+            side = load(os.path.join(run, "pretrain", folder, "best.json"))
+            adapt_loss.setdefault(row, []).append(None if side is None else side.get("val_loss"))
+        for row, folder in sweep.items():
+            for S in counts:
+                m = load(os.path.join(run, "finetune", folder, "translation", f"eval_samples{S}", "metrics.json"))
+                reranking.setdefault(row, {}).setdefault(S, []).append(None if m is None else m["bleu"])
+    speed = {seed: load(os.path.join(run, "speed_block.json")) for seed, run in zip(seeds, args.runs)}
+    out = dict(seeds=seeds, scores=scores, reranking=reranking, pretrain_val_loss=adapt_loss, seconds=args.seconds,
+               speed=speed)
+    write_json(args.out + ".json", out)
+
+    def cell(values):
+        got = [v for v in values if v is not None]
+        if not got:
+            return "–"
+        spread = f" (mean {statistics.mean(got):.1f})" if len(got) > 1 else ""
+        return " / ".join("–" if v is None else f"{v:.1f}" for v in values) + spread
+
+    lines = [f"Seeds: {', '.join(map(str, seeds))} (each cell: one number per seed, in this order).", "",
+             "| model | " + " | ".join(f"{t} ({'BLEU' if t == 'translation' else 'F1' if t == 'qa' else 'pass@1'})"
+                                      for t in TASKS) + " |", "|---" * (len(TASKS) + 1) + "|"]
+    lines += [f"| {row} | " + " | ".join(cell(scores[row][t]) for t in TASKS) + " |"
+              for row in rows if any(v is not None for t in TASKS for v in scores[row][t])]
+    lines += ["", "Reranking: translation BLEU at 10 steps with S candidates per sentence.", "",
+              "| model | " + " | ".join(f"S = {S}" for S in counts) + " |", "|---" * (len(counts) + 1) + "|"]
+    lines += [f"| {row} | " + " | ".join(cell(reranking[row][S]) for S in counts) + " |" for row in sweep]
+    for seed, sp in speed.items():
+        if sp:
+            lines += ["", f"Decoding speed (seed {seed}'s block model; ms per output, speedup over AR):", ""] + \
+                speed_table(sp)
+    lines += ["", "Reading (a claim is made only where it holds at every seed):", ""] + \
+        reading(scores, reranking, rows, counts, N, K, len(seeds))
+    text = "\n".join(lines) + "\n"
+    atomic_write(args.out + ".md", lambda f: f.write(text))
+    print(text)
+    return out
+
+
+def speed_table(speed):
+    """Latency (ms) and speedup over AR of every timed decoder, one row per output length."""
+    rows = speed["results"]
+    cols = [(kind, k) for kind in ("diffusion", "block") for k in rows[0].get(kind) or {}]
+    s = speed["settings"]
+    out = [f"{s.get('device_name')}, batch {s.get('batch_size')}, {s.get('num_samples')} candidate(s), median of "
+           f"{s.get('repeats')}; block KxS: blocks of K tokens, S steps per block.", "",
+           "| tokens | AR | " + " | ".join(f"{kind} {k}" for kind, k in cols) + " |", "|---" * (2 + len(cols)) + "|"]
+    for r in rows:
+        out.append(f"| {r['length']} | {r['ar']['latency_s'] * 1e3:.0f} | " + " | ".join(
+            f"{r[kind][k]['latency_s'] * 1e3:.0f} ({r[kind][k]['speedup']:.2f}x)" for kind, k in cols) + " |")
+    return out
+
+
+def reading(scores, reranking, rows, counts, N, K, n_seeds):
+    def wins(a, b, values):  # seeds where a > b (both present)
+        return sum(x > y for x, y in zip(values[a], values[b]) if None not in (x, y))
+
+    out = []
+    full, block, uniform = f"AR2Diff_{N}", f"AR2Diff-block{K}_{N}", f"AR2Diff_{N} (uniform)"
+    for a, b, what in ((block, full, f"block (K = {K}) against full conversion"),
+                       (full, uniform, "mask against uniform noise"),
+                       (block, "diffusion", f"AR2Diff-block{K}_{N} against diffusion from scratch")):
+        per = {t: (wins(a, b, {a: scores[a][t], b: scores[b][t]}), wins(b, a, {a: scores[a][t], b: scores[b][t]}))
+               for t in TASKS}
+        text = "; ".join(f"{t}: {a} ahead at {w} of {n_seeds} seeds, behind at {l}" for t, (w, l) in per.items()
+                         if None not in scores[a][t] + scores[b][t])
+        out.append(f"- {what}: {text}.")
+    for row in reranking:
+        one, best = reranking[row][counts[0]], [max((reranking[row][S][i] for S in counts[1:]
+                                                     if reranking[row][S][i] is not None), default=None)
+                                                for i in range(n_seeds)]
+        helped = sum(b is not None and o is not None and b > o for o, b in zip(one, best))
+        out.append(f"- more candidates than {counts[0]} help {row}: at {helped} of {n_seeds} seeds "
+                   f"(the best of S = {', '.join(map(str, counts[1:]))} above S = {counts[0]}).")
+    return out
+
+
+if __name__ == "__main__":
+    main()
