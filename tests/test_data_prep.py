@@ -299,3 +299,101 @@ def test_fineweb_edu_parquet_src(tmp_path):
         tok, docs = corpus_docs(tmp_path / "out", split)
         decoded += [tok.decode(d) for d in docs]
     assert sorted(decoded) == sorted(texts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi30k En->Fr: a small fake copy laid out like the real files (gzipped, line-aligned)
+
+def write_gz(path, lines):
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+@pytest.fixture
+def fake_multi30k(tmp_path):
+    src, shared = tmp_path / "multi30k_enfr", tmp_path / "shared"
+    src.mkdir()
+    n = {"train": 60, "val": 6, "test_2016_flickr": 5, "test_2017_flickr": 4}
+    for stem, count in n.items():
+        write_gz(src / f"{stem}.en.gz", [f"A dog number {i} runs in {stem}." for i in range(count)])
+        write_gz(src / f"{stem}.fr.gz", [f"Un chien numéro {i} court dans {stem}." for i in range(count)])
+    # a held-out sentence that also appears (by chance) among the train captions must leave the corpus
+    write_gz(src / "train.fr.gz", ["Un chien numéro 0 court dans val."] +
+             [f"Un chien numéro {i} court dans train." for i in range(1, 60)])
+    (shared / "wmt14_enfr").mkdir(parents=True)
+    (shared / "pretrain").mkdir()
+    for lang, word in (("en", "Parliament"), ("fr", "Parlement")):
+        with open(shared / f"wmt14_enfr/europarl-v7.fr-en.subset20k.{lang}", "w", encoding="utf-8") as f:
+            f.writelines(f"{word} line {i} ({lang}).\n" for i in range(40))
+    with gzip.open(shared / "pretrain/english_nltk.jsonl.gz", "wt", encoding="utf-8") as f:
+        for i in range(30):
+            f.write(json.dumps({"source": "nltk/x", "id": str(i), "text": f"Some English prose {i}.\n\nMore."}) + "\n")
+    return src, shared
+
+
+def multi30k(*argv):
+    from data.multi30k import prepare as m30k
+    return m30k.main([str(a) for a in argv])
+
+
+def test_multi30k_task_and_extra_split(fake_multi30k, tmp_path):
+    src, _ = fake_multi30k
+    out = tmp_path / "task"
+    meta = multi30k("--src", src, "--out_dir", out, "--extra_splits", "test_2017_flickr")
+    assert meta["task"] == "multi30k_enfr" and meta["metric"] == "bleu"
+    assert meta["splits"] == {"train": 60, "validation": 6, "test": 5, "test_2017_flickr": 4}
+    test = read_jsonl(out / "test.jsonl")
+    assert [r["id"] for r in test] == list(range(5))  # file order: hypothesis files follow it
+    assert test[2] == {"id": 2, "input": "translate English to French: A dog number 2 runs in test_2016_flickr.",
+                       "target": "Un chien numéro 2 court dans test_2016_flickr."}
+    assert read_jsonl(out / "test_2017_flickr.jsonl")[3]["target"] == "Un chien numéro 3 court dans test_2017_flickr."
+    assert set(meta["baselines"]) == {"validation", "test", "test_2017_flickr"}
+    assert 0 <= meta["baselines"]["test"]["copy the source"] < 100 and meta["baselines"]["test"]["empty output"] == 0
+    tok = get_tokenizer(meta["tokenizer"])
+    assert tok.name == "words" and "chien" in "".join(tok.vocab)
+    assert tok.decode(tok.encode(test[0]["target"])) == test[0]["target"]  # byte fallback: any text round-trips
+    # the task loads as evaluate.py loads it; a split the folder lacks names the ones it has
+    from data.tasks import load_split
+    assert len(load_split(str(out), "test_2017_flickr")) == 4
+    with pytest.raises(FileNotFoundError, match=r"no such split.*'test', 'test_2017_flickr', 'train', 'validation'"):
+        load_split(str(out), "test_2018_flickr")
+
+
+def test_multi30k_pretraining_corpus_is_monolingual(fake_multi30k, tmp_path):
+    src, shared = fake_multi30k
+    meta = multi30k("--src", src, "--out_dir", tmp_path / "task", "--pretrain_src", shared,
+                    "--pretrain_dir", tmp_path / "pre", "--val_frac", "0.1")
+    cmeta = read_json(tmp_path / "pre" / "meta.json")
+    assert {s["name"] for s in cmeta["sources"]} == {"multi30k_en", "multi30k_fr", "europarl_en", "europarl_fr",
+                                                     "nltk_en"}
+    assert cmeta["tokenizer"] == meta["tokenizer"] and cmeta["dropped_held_out_lines"]["multi30k_fr"] == 1
+    tok, docs = corpus_docs(tmp_path / "pre", "train")
+    _, val_docs = corpus_docs(tmp_path / "pre", "val")
+    text = "\n".join(tok.decode(d[:-1]) for d in docs + val_docs)
+    assert "dans val." not in text and "test_2016" not in text  # no held-out sentence, either side
+    assert "Parliament line 5 (en)" in text and "Parlement line 5 (fr)" not in text  # first half En
+    assert "Parlement line 25 (fr)" in text and "Parliament line 25 (en)" not in text  # second half Fr
+    for d in docs:  # no document holds a caption beside its translation
+        lines = tok.decode(d[:-1]).split("\n")
+        assert not (any("A dog" in x for x in lines) and any("Un chien" in x for x in lines))
+
+
+def test_multi30k_bad_input_names_flag_and_file(fake_multi30k, tmp_path, capsys):
+    src, _ = fake_multi30k
+    (src / "val.fr.gz").unlink()
+    with pytest.raises(SystemExit):
+        multi30k("--src", src, "--out_dir", tmp_path / "a")
+    err = capsys.readouterr().err
+    assert f"--src {src}: val.fr.gz is missing" in err
+    (src / "val.fr.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(SystemExit):
+        multi30k("--src", src, "--out_dir", tmp_path / "a")
+    assert "--src" in (err := capsys.readouterr().err) and "val.fr.gz is malformed" in err
+    write_gz(src / "val.fr.gz", ["Une ligne."])  # 1 line against 6 English lines
+    with pytest.raises(SystemExit):
+        multi30k("--src", src, "--out_dir", tmp_path / "a")
+    assert "must be line-aligned" in capsys.readouterr().err
+    write_gz(src / "val.fr.gz", [f"Ligne {i}." for i in range(6)])
+    with pytest.raises(SystemExit):
+        multi30k("--src", src, "--out_dir", tmp_path / "a", "--extra_splits", "test_2018_flickr")
+    assert "test_2018_flickr.en.gz is missing" in capsys.readouterr().err

@@ -1,5 +1,6 @@
-"""The pipeline scripts, shortened: runs/tiny.sh --quick end to end, so the experiment cannot
-silently break (the budgets are tiny: the numbers mean nothing, the plumbing is what is checked)."""
+"""The pipeline scripts, shortened: runs/tiny.sh --quick and runs/multi30k.sh --quick end to end, so
+the experiments cannot silently break (the budgets are tiny: the numbers mean nothing, the plumbing is
+what is checked)."""
 import subprocess
 
 import pytest
@@ -44,6 +45,44 @@ def test_tiny_pipeline_quick(root, tmp_path):
     assert (out / "speed.png").stat().st_size > 0
     # the seed reaches the generated data too
     assert read_json(out / "data" / "qa" / "meta.json")["seed"] == 3
+
+
+def test_multi30k_pipeline_quick(root, tmp_path, shared_data):
+    out = tmp_path / "m30k"
+    p = run(["bash", "runs/multi30k.sh", "--quick", "--seed", "3", "--out", str(out), "--shared", str(shared_data)],
+            root, timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    res = read_json(out / "results.json")
+    assert res["missing"] == []
+    assert set(res["results"]) == {"AR", "diffusion", "AR2Diff_0", "AR2Diff_2"}
+    for row, m in ((r, per["multi30k"]) for r, per in res["results"].items()):
+        assert m["task"] == "multi30k_enfr" and m["metric"] == "bleu" and "tok:13a" in m["signature"], row
+        assert m["count"] == 4 and m["decode_seconds"] > 0  # --limit 4 in --quick
+    meta = read_json(out / "data" / "multi30k" / "meta.json")
+    assert meta["splits"]["test"] == 1000 and meta["baselines"]["test"]["copy the source"] < 5
+    # the transfer curves: diffusion from scratch and AR2Diff_2 on the same windows, AR2Diff_N from AR2Diff_0
+    curves = res["curves"]
+    assert [s for s, _ in curves["pretrain"]["diffusion"]] == [0, 2, 4]
+    assert [s for s, _ in curves["pretrain"]["AR2Diff_2"]] == [0, 2]
+    assert curves["pretrain"]["AR2Diff_2"][0][1] == pytest.approx(curves["pretrain"]["AR2Diff_0"][0][1])
+    assert set(curves["finetune"]) == {"AR", "diffusion", "AR2Diff_0", "AR2Diff_2"}
+    assert set(curves["saved"]) == {"AR2Diff_0", "AR2Diff_2"}
+    assert [q["num_steps"] for q in res["quality"]["points"]] == [1, 2, None]  # the sweep, then the AR point
+    assert {"pretrain_ar", "pretrain_diffusion", "finetune_ar", "finetune_diffusion"} <= set(res["training_speed"])
+    report = (out / "report.md").read_text()
+    for needed in ("| AR2Diff_2 |", "## Transfer curves", "## Training speed", "## Diffusion steps",
+                   "sacreBLEU signature", "copy the source", "--quick"):
+        assert needed in report, needed
+    for png in ("transfer.png", "finetune.png", "quality.png"):
+        assert (out / png).stat().st_size > 0
+
+
+def test_multi30k_pipeline_bad_flag_and_missing_data(root, tmp_path):
+    p = run(["bash", "runs/multi30k.sh", "--steps", "3"], root, timeout=60)
+    assert p.returncode == 2 and "usage: bash runs/multi30k.sh" in p.stderr
+    p = run(["bash", "runs/multi30k.sh", "--quick", "--out", str(tmp_path / "o"), "--shared", str(tmp_path)],
+            root, timeout=120)
+    assert p.returncode != 0 and f"--src {tmp_path}/multi30k_enfr: train.en.gz is missing" in p.stderr
 
 
 def test_tiny_pipeline_rejects_unknown_flags(root):
