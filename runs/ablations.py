@@ -43,7 +43,7 @@ def main(argv=None):
     rows = {"AR": "ar", "diffusion": "diffusion", "AR2Diff_0": "ar2diff_0", f"AR2Diff_{N}": f"ar2diff_{N}",
             f"AR2Diff-block{K}_{N}": f"ar2diff_block{K}_{N}", f"AR2Diff_{N} (uniform)": f"ar2diff_uniform_{N}"}
     sweep = {"diffusion": "diffusion", f"AR2Diff_{N}": f"ar2diff_{N}", f"AR2Diff-block{K}_{N}": f"ar2diff_block{K}_{N}"}
-    counts = [int(s) for s in args.candidates.split(",")]
+    counts = sorted(int(s) for s in args.candidates.split(","))
     seeds, scores, reranking, adapt_loss = [], {}, {}, {}
     for run in args.runs:
         res = load(os.path.join(run, "results.json")) or {}
