@@ -3,7 +3,7 @@
 #   bash runs/tiny_ablations.sh [--seed N] [--out DIR] [--quick]
 # 1. AR2Diff-block4_N: the same AR model converted into a block-diffusion model (blocks of 4 target
 #    tokens, BD3-LM / Fast-dLLM v2) instead of full diffusion, adapted N steps, fine-tuned on
-#    translation and code
+#    translation (and code with TASKS="translation code")
 # 2. AR2Diff_N (uniform): the paper's own noise (SUNDAE-style uniform, loss L(1) + L(2)), same budgets
 # 3. reranking: the full-diffusion rows of tiny.sh and the block row decoded with 1, 4, 8 and 16
 #    candidates at 10 steps on translation (the paper's Table 3 asks the same of 4 / 8 / 16 samples)
@@ -41,8 +41,9 @@ if [ "$QUICK" = 1 ]; then
   CANDIDATES=(1 4)
 fi
 # QA answers are one or two tokens: a block of 4 holds the whole answer, so block and full diffusion
-# coincide there; the ablations take the two tasks with long outputs (and fit the tiny budget)
-TASKS=(translation code)
+# coincide there; code fine-tuning is the longest stage: the ablations take translation, the task
+# with long outputs that fits the budget (TASKS="translation code" adds code)
+read -r -a TASKS <<< "${TASKS:-translation}"
 BLOCK="ar2diff_block${BLOCK_LEN}_$ADAPT_STEPS"; UNIFORM="ar2diff_uniform_$ADAPT_STEPS"
 
 source runs/stages.sh
