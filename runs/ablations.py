@@ -46,8 +46,8 @@ def main(argv=None):
     counts = sorted(int(s) for s in args.candidates.split(","))
     seeds, scores, reranking, adapt_loss = [], {}, {}, {}
     for run in args.runs:
-        res = load(os.path.join(run, "results.json")) or {}
-        seed = next((s.split()[1].rstrip(";") for s in [res.get("settings", "")] if s.startswith("seed ")), run)
+        data = load(os.path.join(run, "data", "translation", "meta.json")) or {}  # the generator's seed
+        seed = str(data.get("seed", run))
         seeds.append(seed)
         for row, folder in rows.items():
             for task in TASKS:
@@ -107,26 +107,27 @@ def speed_table(speed):
 
 
 def reading(scores, reranking, rows, counts, N, K, n_seeds):
-    def wins(a, b, values):  # seeds where a > b (both present)
-        return sum(x > y for x, y in zip(values[a], values[b]) if None not in (x, y))
-
     out = []
     full, block, uniform = f"AR2Diff_{N}", f"AR2Diff-block{K}_{N}", f"AR2Diff_{N} (uniform)"
     for a, b, what in ((block, full, f"block (K = {K}) against full conversion"),
                        (full, uniform, "mask against uniform noise"),
                        (block, "diffusion", f"AR2Diff-block{K}_{N} against diffusion from scratch")):
-        per = {t: (wins(a, b, {a: scores[a][t], b: scores[b][t]}), wins(b, a, {a: scores[a][t], b: scores[b][t]}))
-               for t in TASKS}
-        text = "; ".join(f"{t}: {a} ahead at {w} of {n_seeds} seeds, behind at {l}" for t, (w, l) in per.items()
-                         if None not in scores[a][t] + scores[b][t])
-        out.append(f"- {what}: {text}.")
+        text = []
+        for t in TASKS:
+            pairs = [(x, y) for x, y in zip(scores[a][t], scores[b][t]) if None not in (x, y)]
+            if pairs:
+                text.append(f"{t}: {a} ahead at {sum(x > y for x, y in pairs)} of {len(pairs)} seeds, behind at "
+                            f"{sum(x < y for x, y in pairs)}")
+        if text:
+            out.append(f"- {what}: {'; '.join(text)}.")
     for row in reranking:
         one, best = reranking[row][counts[0]], [max((reranking[row][S][i] for S in counts[1:]
                                                      if reranking[row][S][i] is not None), default=None)
                                                 for i in range(n_seeds)]
-        helped = sum(b is not None and o is not None and b > o for o, b in zip(one, best))
-        out.append(f"- more candidates than {counts[0]} help {row}: at {helped} of {n_seeds} seeds "
-                   f"(the best of S = {', '.join(map(str, counts[1:]))} above S = {counts[0]}).")
+        pairs = [(o, b) for o, b in zip(one, best) if None not in (o, b)]
+        if pairs:
+            out.append(f"- more candidates than {counts[0]} help {row}: at {sum(b > o for o, b in pairs)} of "
+                       f"{len(pairs)} seeds (the best of S = {', '.join(map(str, counts[1:]))} above S = {counts[0]}).")
     return out
 
 
