@@ -24,20 +24,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-# Budgets (optimizer steps). The AR and the diffusion pretraining get the same budget; AR2Diff_N
-# continues the AR model for N more steps (paper: N = 10K or 100K after 1M AR steps).
-PRETRAIN_STEPS=1000; ADAPT_STEPS=100; CODE_SAMPLES=2
-declare -A FINETUNE_STEPS=([translation]=500 [qa]=1000 [code]=1000)
-declare -A FINETUNE_LR=([translation]=5e-3 [qa]=1e-3 [code]=5e-3)  # the same for every model
-declare -A EVAL_LIMIT=([translation]=200 [qa]=200 [code]=100)  # test examples scored
-PRETRAIN_BATCH=4; FINETUNE_BATCH=16; PRETRAIN_LR=3e-3; ADAPT_LR=5e-4
-DATA_FLAGS=(); SPEED=(--lengths 32,64,128,224 --repeats 3)
-if [ "$QUICK" = 1 ]; then
-  PRETRAIN_STEPS=6; ADAPT_STEPS=2; CODE_SAMPLES=2
-  FINETUNE_STEPS=([translation]=4 [qa]=4 [code]=4)
-  EVAL_LIMIT=([translation]=8 [qa]=8 [code]=8); SPEED=(--lengths 16,32 --repeats 1)
-  DATA_FLAGS=(--train 64 --validation 16 --test 16 --pretrain_tokens 50000)
-fi
+source runs/tiny_settings.sh  # budgets, COMMON flags, finetune_and_eval
 TASKS=(translation qa code)
 MODELS=(ar diffusion ar2diff_0 "ar2diff_$ADAPT_STEPS")
 
@@ -47,7 +34,6 @@ source runs/stages.sh
 
 step data python data/embedded/prepare.py --tokenizer words --seed "$SEED" --out_dir "$OUT/data" "${DATA_FLAGS[@]}"
 
-COMMON=(--model tiny --seed "$SEED" --eval_examples 64 --eval_batch_size 16)
 PRE=("${COMMON[@]}" --data "$OUT/data/pretrain" --batch_size "$PRETRAIN_BATCH" --lr "$PRETRAIN_LR"
      --warmup_steps 50 --eval_interval 500)
 pretrain_ar_and_adapt() {
@@ -57,16 +43,6 @@ pretrain_ar_and_adapt() {
     --data "$OUT/data/pretrain" --out_dir "$OUT/pretrain/ar2diff_0"
   step "adapt_$ADAPT_STEPS" python adapt.py --init_from "$OUT/pretrain/ar/best.pt" --steps "$ADAPT_STEPS" \
     "${PRE[@]}" --lr "$ADAPT_LR" --warmup_steps 20 --lr_schedule constant --out_dir "$OUT/pretrain/ar2diff_$ADAPT_STEPS"
-}
-finetune_and_eval() {  # finetune_and_eval MODEL TASK
-  local m=$1 task=$2 FT="$OUT/finetune/$1/$2" S=${FINETUNE_STEPS[$2]}
-  local EVAL=(--split test --limit "${EVAL_LIMIT[$task]}" --batch_size 50)
-  [ "$task" = code ] && EVAL+=(--num_outputs "$CODE_SAMPLES" --k "1,$CODE_SAMPLES")
-  step "finetune_${m}_$task" python train.py "${COMMON[@]}" --data "$OUT/data/$task" \
-    --init_from "$OUT/pretrain/$m/best.pt" --batch_size "$FINETUNE_BATCH" --lr "${FINETUNE_LR[$task]}" \
-    --lr_schedule cosine --warmup_steps 0 --max_steps "$S" --eval_interval "$(( S / 2 ))" --out_dir "$FT"
-  rm -rf "$FT/eval"  # predictions of an earlier run's model would be resumed, not remade
-  step "eval_${m}_$task" python evaluate.py --ckpt "$FT/best.pt" "${EVAL[@]}" --out_dir "$FT/eval"
 }
 pretrain_diffusion_and_code() {  # the shorter pretraining lane goes on with its first fine-tune
   step pretrain_diffusion python train.py "${PRE[@]}" --objective diffusion --noise mask \

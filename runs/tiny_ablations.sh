@@ -30,16 +30,10 @@ if [ ! -f "$OUT/pretrain/ar/best.pt" ] || [ ! -f "$OUT/results.json" ]; then
   exit 2
 fi
 
-# tiny.sh's budgets (keep in step with it)
-PRETRAIN_BATCH=4; FINETUNE_BATCH=16; ADAPT_STEPS=100; ADAPT_LR=5e-4; CODE_SAMPLES=2; BLOCK_LEN=4
-declare -A FINETUNE_STEPS=([translation]=500 [qa]=1000 [code]=1000)
-declare -A FINETUNE_LR=([translation]=5e-3 [qa]=1e-3 [code]=5e-3)
-declare -A EVAL_LIMIT=([translation]=200 [qa]=200 [code]=100)
+source runs/tiny_settings.sh  # tiny.sh's budgets, COMMON flags, finetune_and_eval
+BLOCK_LEN=4
 CANDIDATES=(1 4 16)  # and 8: the paper's default, already decoded by the evaluation above
-if [ "$QUICK" = 1 ]; then
-  ADAPT_STEPS=2; FINETUNE_STEPS=([translation]=4 [qa]=4 [code]=4); EVAL_LIMIT=([translation]=8 [qa]=8 [code]=8)
-  CANDIDATES=(1 4)
-fi
+[ "$QUICK" = 1 ] && CANDIDATES=(1 4)
 # QA answers are one or two tokens: a block of 4 holds the whole answer, so block and full diffusion
 # coincide there; code fine-tuning is the longest stage: the ablations take translation, the task
 # with long outputs that fits the budget (TASKS="translation code" adds code)
@@ -48,19 +42,8 @@ BLOCK="ar2diff_block${BLOCK_LEN}_$ADAPT_STEPS"; UNIFORM="ar2diff_uniform_$ADAPT_
 
 source runs/stages.sh
 
-COMMON=(--model tiny --seed "$SEED" --eval_examples 64 --eval_batch_size 16)
 PRE=("${COMMON[@]}" --data "$OUT/data/pretrain" --batch_size "$PRETRAIN_BATCH" --lr "$ADAPT_LR" --warmup_steps 20
      --lr_schedule constant --eval_interval 500)
-finetune_and_eval() {  # finetune_and_eval MODEL TASK (as tiny.sh)
-  local m=$1 task=$2 FT="$OUT/finetune/$1/$2" S=${FINETUNE_STEPS[$2]}
-  local EVAL=(--split test --limit "${EVAL_LIMIT[$task]}" --batch_size 50)
-  [ "$task" = code ] && EVAL+=(--num_outputs "$CODE_SAMPLES" --k "1,$CODE_SAMPLES")
-  step "finetune_${m}_$task" python train.py "${COMMON[@]}" --data "$OUT/data/$task" \
-    --init_from "$OUT/pretrain/$m/best.pt" --batch_size "$FINETUNE_BATCH" --lr "${FINETUNE_LR[$task]}" \
-    --lr_schedule cosine --warmup_steps 0 --max_steps "$S" --eval_interval "$(( S / 2 ))" --out_dir "$FT"
-  rm -rf "$FT/eval"
-  step "eval_${m}_$task" python evaluate.py --ckpt "$FT/best.pt" "${EVAL[@]}" --out_dir "$FT/eval"
-}
 adapt_and_finetune() {  # adapt_and_finetune NAME ADAPT-FLAGS...: one lane per conversion
   local m=$1; shift
   step "adapt_$m" python adapt.py --init_from "$OUT/pretrain/ar/best.pt" --steps "$ADAPT_STEPS" "$@" \
@@ -85,7 +68,6 @@ drain
 
 # decoding speed on one model's weights: KV-cached AR, prefix-cached full diffusion, block diffusion
 # (blocks of the checkpoint's K, an exact KV cache of the committed blocks), as tiny.sh times it
-SPEED=(--lengths 32,64,128,224 --repeats 3); [ "$QUICK" = 1 ] && SPEED=(--lengths 16,32 --repeats 1) || true
 step speed_block python sample.py --compare --ckpt "$OUT/finetune/$BLOCK/translation/best.pt" "${SPEED[@]}" \
   --num_steps 2,10 --json "$OUT/speed_block.json"
 
