@@ -220,7 +220,7 @@ def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask",
             counts = [0] * (num_steps if n > 1 else 1)
         block_logp = torch.zeros(B * S, n, device=device)
         for count in counts:
-            logits = first[:, None]  # output i reads token i + 1: the canvas's last output is not needed
+            logits = first[:, None].clone()  # output i reads token i + 1: the canvas's last output is not needed
             if n > 1:
                 logits = torch.cat([logits, model.lm_head(model(canvas, P, **run)[:, :-1]).float()], 1)
                 calls += 1
