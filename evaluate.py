@@ -30,7 +30,7 @@ from data.loader import encode_task, pad_batch
 from data.tasks import load_split, load_task, read_predictions, score
 from data.tokenizer import get_tokenizer
 from diffusion import ORDERS, SCHEDULES, cut_at_eos, decode
-from model import load_checkpoint, make_generators, model_from_checkpoint
+from model import compile_for_decoding, load_checkpoint, make_generators, model_from_checkpoint
 
 MAIN_METRIC = {"bleu": "bleu", "squad": "f1", "pass@k": "pass@1"}
 TABLE_ROWS = ("AR", "diffusion", "AR2Diff_0")  # then every AR2Diff_N, in order
@@ -66,6 +66,8 @@ def get_args(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu|cuda")
     p.add_argument("--dtype", default="bfloat16" if torch.cuda.is_available() else "float32",
                    help="autocast dtype on CUDA: bfloat16|float32")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the decoding passes (model.compile_for_decoding); default: on CUDA only")
     return p.parse_args(argv)
 
 
@@ -117,6 +119,9 @@ def run_model(args, task_dir, meta, rows):
     ckpt = load_checkpoint(args.ckpt, args.device)
     tok = get_tokenizer(ckpt["tokenizer"])
     model = model_from_checkpoint(ckpt, args.device).eval()
+    compiled = torch.device(args.device).type == "cuda" if args.compile is None else args.compile
+    if compiled:
+        compile_for_decoding(model)
     out_dir = args.out_dir or os.path.join(os.path.dirname(os.path.abspath(args.ckpt)),
                                            f"eval_{meta['task']}_{args.split}")
     os.makedirs(out_dir, exist_ok=True)

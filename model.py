@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 MODES = ("ar", "diffusion", "block")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 
 # Shapes: tiny/small for CPU, then the GPT-2 family (124M / 355M / 774M / 1.5B at the GPT-2 vocab).
 PRESETS = {
@@ -77,19 +78,24 @@ class GPTConfig:
 
 
 class KVCache:
-    """Keys/values of every layer at absolute positions [0, capacity) of each example."""
+    """Keys/values of every layer at absolute positions [0, capacity) of each example. Its tensors
+    keep their address for their whole life (CUDA graphs may replay the steps that write them)."""
 
     def __init__(self, config, batch_size, capacity, device, dtype):
         if capacity > config.block_size:
             raise ValueError(f"cache capacity {capacity} exceeds block_size {config.block_size}")
         shape = (config.n_layer, batch_size, config.n_head, capacity, config.n_embd // config.n_head)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self._set(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
+
+    def _set(self, k, v):
+        self.k, self.v = k, v
+        if k.is_cuda:  # mode="reduce-overhead" then keeps the cache writes inside the graph
+            torch._dynamo.mark_static_address(k)
+            torch._dynamo.mark_static_address(v)
 
     def repeat_interleave(self, n):
         """n copies of every example (the `num_samples` candidates share one prefill)."""
-        self.k = self.k.repeat_interleave(n, dim=1)
-        self.v = self.v.repeat_interleave(n, dim=1)
+        self._set(self.k.repeat_interleave(n, dim=1), self.v.repeat_interleave(n, dim=1))
         return self
 
 
@@ -176,6 +182,7 @@ class GPT(nn.Module):
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied embeddings, as GPT-2
+        self.static_decoding = False  # static cache shapes for compiled decoding (compile_for_decoding)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by 1/sqrt(2L)
             if name.endswith("c_proj.weight"):
@@ -248,8 +255,16 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def prefill(self, prefix, prefix_len, capacity, dtype=None):
-        """Run the prefix once into a new KVCache of `capacity` positions; returns (cache, hidden)."""
+        """Run the prefix once into a new KVCache of `capacity` positions; returns (cache, hidden).
+        With static_decoding (compile_for_decoding) the cache spans block_size whatever `capacity`
+        says, and the prefix is padded to a multiple of 64 tokens: then the decoding steps of every
+        output length and position have one shape, and prefixes a few. Padding is never attended to
+        (positions >= prefix_len), and a step overwrites it before its own positions become visible."""
         dtype = dtype or self.transformer.wte.weight.dtype
+        if self.static_decoding:
+            capacity = self.config.block_size
+            pad = min(capacity, -(-prefix.size(1) // 64) * 64) - prefix.size(1)
+            prefix = F.pad(prefix, (0, pad), value=0)
         cache = KVCache(self.config, prefix.size(0), capacity, prefix.device, dtype)
         h = self(prefix, prefix_len, seq_len=prefix_len, cache=cache, head=False)
         return cache, h
@@ -354,6 +369,21 @@ def sample_logits(logits, temperature=0.0, top_k=None, generators=None):
     return (logits + gumbel).argmax(-1)
 
 
+def compile_for_decoding(model, mode=None):
+    """
+    torch.compile every forward of `model` (prefill, AR steps, diffusion and block steps alike: both
+    sides of a speed comparison) and give decoding static shapes (GPT.prefill): the KV cache always
+    spans block_size, so one compiled AR step decodes every length at every position without
+    recompiling (its position is a tensor), at the cost of attending to masked cache slots. A
+    diffusion canvas has the output's length: its graph is recompiled once with that length dynamic
+    (torch's automatic dynamic shapes). mode: torch.compile's ("reduce-overhead": CUDA graphs).
+    """
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)  # eval: many batch shapes
+    model.static_decoding = True
+    model.compile(mode=mode)
+    return model
+
+
 def make_generators(seeds, device):
     """One seeded torch.Generator per example."""
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
@@ -431,8 +461,13 @@ if __name__ == "__main__":
     parser.add_argument("--dtype", default="float32", help="float32|bfloat16 (autocast)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--block_len", type=int, default=4, help="block mode: tokens per block")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {MODES}")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     args = parser.parse_args()
+    modes = args.modes.split(",")
+    if not modes or set(modes) - set(MODES):
+        parser.error(f"--modes: expected a comma-separated list of {MODES}, got {args.modes!r}")
     torch.manual_seed(args.seed)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     cfg = GPTConfig.preset(args.preset, vocab_size=args.vocab_size)
@@ -447,8 +482,11 @@ if __name__ == "__main__":
     peak = peak_flops(args.device)
     print(f"{args.preset}: {model.num_params() / 1e6:.2f}M params, batch {B} x {T}, {args.device} "
           f"{args.dtype}{' compiled' if args.compile else ''}")
-    for mode in MODES:
+    results = {}
+    for mode in modes:
         for i in range(args.steps + 3):
+            if i == 0:
+                t_start = time.perf_counter()
             if i == 3:
                 if args.device.startswith("cuda"):
                     torch.cuda.synchronize()
@@ -461,5 +499,12 @@ if __name__ == "__main__":
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         tok_s = B * T * args.steps / (time.perf_counter() - t0)
-        mfu = f", MFU {model.flops_per_token(T) * tok_s * (2 if mode == 'block' else 1) / peak:.1%}" if peak else ""
-        print(f"{mode:9s}: {tok_s:,.0f} tokens/s (forward+backward){mfu}")
+        mfu = model.flops_per_token(T) * tok_s * (2 if mode == "block" else 1) / peak if peak else None
+        results[mode] = dict(tokens_per_s=tok_s, mfu=mfu, warmup_s=t0 - t_start)  # warm-up: compilation too
+        print(f"{mode:9s}: {tok_s:,.0f} tokens/s (forward+backward)" + (f", MFU {mfu:.1%}" if peak else "") +
+              f"; 3 warm-up steps {t0 - t_start:.1f} s")
+    if args.json:
+        from data.common import write_json
+        write_json(args.json, dict(settings=dict(vars(args), n_params=model.num_params(), torch=torch.__version__,
+                                                 device_name=torch.cuda.get_device_name(args.device)
+                                                 if args.device.startswith("cuda") else "CPU"), results=results))

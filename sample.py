@@ -39,7 +39,8 @@ from data.loader import pad_batch
 from data.tasks import load_split, load_task, score
 from data.tokenizer import TOKENIZERS, get_tokenizer
 from diffusion import MASK_ONLY, NOISES, ORDERS, PAPER, SCHEDULES, cut_at_eos, decode, diffusion_generate
-from model import PRESETS, GPT, GPTConfig, load_checkpoint, make_generators, model_from_checkpoint
+from model import (COMPILE_MODES, PRESETS, GPT, GPTConfig, compile_for_decoding, load_checkpoint, make_generators,
+                   model_from_checkpoint)
 
 SAMPLER = ("top_k", "temperature", "num_samples", "order", "schedule", "num_steps", "threshold")  # decode()'s
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -94,6 +95,8 @@ def get_args(argv=None):
     p.add_argument("--device", type=DEVICE, default="cuda" if cuda else "cpu", help="cpu|cuda|cuda:N")
     p.add_argument("--dtype", choices=list(DTYPES), default="bfloat16" if cuda else "float32", help="weights, caches")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile (default: CUDA)")
+    p.add_argument("--compile_mode", choices=COMPILE_MODES, help="torch.compile mode (default: torch's; "
+                   "reduce-overhead: CUDA graphs)")
     return p, p.parse_args(argv)
 
 
@@ -136,8 +139,10 @@ def load(p, args, flag="ckpt", objective=None):
     # autocast would re-read and re-cast the float32 weights at every call (once per AR token).
     model.to(device=args.device, dtype=DTYPES[args.dtype]).eval()
     args.compile = args.device.type == "cuda" if args.compile is None else args.compile
-    if args.compile:  # compiles the module's __call__: prefill, AR and diffusion steps alike, both sides
-        model.compile()
+    if args.compile_mode and not args.compile:
+        p.error("--compile_mode needs --compile (the default on CUDA only)")
+    if args.compile:  # every forward, AR and diffusion alike: both sides of a comparison compiled
+        compile_for_decoding(model, args.compile_mode)
     return model, tok, ckpt
 
 
@@ -175,18 +180,19 @@ def generate(p, args, model, tok, ckpt):
 
 
 def timed(fn, repeats, warmup, device):
-    """(median seconds of `repeats` runs of fn(), their results) after `warmup` runs (and compilation)."""
+    """(median seconds of `repeats` runs of fn(), their results, seconds of the very first run: with
+    torch.compile, compilation included) after `warmup` untimed runs."""
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
-    for _ in range(warmup):
-        fn()
     times, results = [], []
-    for _ in range(repeats):
+    for i in range(warmup + repeats):
         sync()
         t0 = time.perf_counter()
-        results.append(fn())
+        out = fn()
         sync()  # CUDA kernels run asynchronously: wait for them before reading the clock
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), results
+        if i >= warmup:
+            results.append(out)
+    return statistics.median(times[warmup:]), results, times[0]
 
 
 def plot(path, lines, xticks=None, **axes):
@@ -250,27 +256,29 @@ def compare(p, args, model, tok, ckpt):
     torch.manual_seed(args.seed)
     rows = []
     for L in tqdm(args.lengths, desc="lengths", leave=False):
-        t_ar, outs = timed(lambda: model.generate(prefix, prefix_len, L, tok.eos_id, suppress_from=tok.eos_id,
-                                                  return_calls=True), args.repeats, args.warmup, device)
+        t_ar, outs, first = timed(lambda: model.generate(prefix, prefix_len, L, tok.eos_id, suppress_from=tok.eos_id,
+                                                         return_calls=True), args.repeats, args.warmup, device)
         assert outs[-1][0].shape == (B, L) and not (outs[-1][0] == tok.eos_id).any()
-        row = dict(length=L, ar=dict(latency_s=t_ar, calls=outs[-1][1]))
+        row = dict(length=L, ar=dict(latency_s=t_ar, first_s=first, calls=outs[-1][1]))
         for key, name, _, kw in decoders:
-            t, outs = timed(lambda: diffusion_generate(model, prefix, prefix_len, L, no_eos, **sampler, **kw,
-                                                       return_info=True), args.repeats, args.warmup, device)
+            t, outs, first = timed(lambda: diffusion_generate(model, prefix, prefix_len, L, no_eos, **sampler, **kw,
+                                                              return_info=True), args.repeats, args.warmup, device)
             calls = statistics.mean(info["calls"] for _, _, info in outs)  # threshold: varies from run to run
-            row.setdefault(key, {})[name] = dict(latency_s=t, calls=calls, speedup=t_ar / t)
+            row.setdefault(key, {})[name] = dict(latency_s=t, first_s=first, calls=calls, speedup=t_ar / t)
         for c in [row["ar"]] + [row[key][name] for key, name, _, _ in decoders]:
             c.update(tokens_per_s=B * L / c["latency_s"], per_call_s=c["latency_s"] / c["calls"])
         rows.append(row)
     print(f"# {s['model']} ({s['n_params'] / 1e6:.2f}M params), {s['device_name']}, {s['dtype']}, compile "
           f"{s['compile']}, batch {B}, prompt {args.prompt_len}, median of {args.repeats}; AR: {s['ar']}; diffusion: "
-          f"{s['diffusion']}\n# EOS never ends an output; calls: forward passes per output, the prefix pass included")
-    print(f"{'length':>6}  {'decoder':<26}{'calls':>7}{'latency ms':>12}{'tokens/s':>11}{'ms/call':>9}{'speedup':>9}")
+          f"{s['diffusion']}\n# EOS never ends an output; calls: forward passes per output, the prefix pass included; "
+          f"first s: the first (untimed) run{', compilation included' if args.compile else ''}")
+    print(f"{'length':>6}  {'decoder':<26}{'calls':>7}{'latency ms':>12}{'tokens/s':>11}{'ms/call':>9}{'speedup':>9}"
+          f"{'first s':>9}")
     for r in rows:
         for label, c in [("AR, KV cache", r["ar"])] + [(label, r[k][name]) for k, name, label, _ in decoders]:
             speedup = f"{c['speedup']:.2f}x" if "speedup" in c else ""
             print(f"{r['length']:>6}  {label:<26}{c['calls']:>7.4g}{c['latency_s'] * 1e3:>12.1f}"
-                  f"{c['tokens_per_s']:>11.0f}{c['per_call_s'] * 1e3:>9.3f}{speedup:>9}")
+                  f"{c['tokens_per_s']:>11.0f}{c['per_call_s'] * 1e3:>9.3f}{speedup:>9}{c['first_s']:>9.2f}")
     if args.plot:  # latency vs output length, log-log
         x, style = [r["length"] for r in rows], {"diffusion": "s-", "threshold": "^--", "block": "d:"}
         lines = [("AR, KV cache", x, [r["ar"]["latency_s"] for r in rows], "ko-", None)]
@@ -326,7 +334,7 @@ def quality(p, args, model, tok, ckpt):
         def run():  # evaluate.py's decoder, as evaluate.py runs it
             counts.clear()
             return evaluate.predict(m, c, t, rows, e, lambda batch, calls: counts.append((len(batch), calls)))
-        total, outs = timed(run, args.repeats, args.warmup, args.device)
+        total, outs, _ = timed(run, args.repeats, args.warmup, args.device)
         value = score(meta["metric"], rows, evaluate.to_metric_format(meta["metric"], outs[-1]), **kw)[metric]
         calls = sum(n * k for n, k in counts) / sum(n for n, _ in counts)  # per output, the prefix pass included
         points.append(dict(decoder=decoder, num_steps=e.num_steps, threshold=e.threshold, label=label, calls=calls,

@@ -177,6 +177,7 @@ def test_block_checkpoint_decodes_as_trained(ckpts, capsys):
     ("ar", ["--compare", "--lengths", "8,60"], "--lengths"),
     (None, ["--compare", "--block_size", "64", "--lengths", "60"], "--block_size"),
     (None, ["--prompt", "hi"], "--ckpt"),
+    ("ar", ["--prompt", "hi", "--no-compile", "--compile_mode", "reduce-overhead"], "--compile_mode"),
     ("missing", [], "--ckpt"),
 ])
 def test_bad_flags_name_the_flag(ckpts, tmp_path, capsys, ckpt, argv, flag):
