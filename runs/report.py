@@ -66,10 +66,12 @@ def main():
                                  objective=side.get("objective"), noise=side.get("noise"))
     metas = {t: load(os.path.join(data, t, "meta.json")) or {} for t in tasks}
     speed = load(os.path.join(args.out, "speed.json"))
+    speed_compiled = load(os.path.join(args.out, "speed_compiled.json"))  # the same, both sides compiled
     quality = load(args.quality) if args.quality else None
     curves = transfer_curves(args.out, models) if args.curves else None
     out = dict(results=results, pretrain=pretrain, baselines={t: metas[t].get("baselines") for t in tasks},
-               speed=speed, quality=quality, curves=curves, training_speed=training_speed(args.out),
+               speed=speed, speed_compiled=speed_compiled, quality=quality, curves=curves,
+               training_speed=training_speed(args.out),
                seconds=args.seconds, settings=args.settings, missing=missing,
                machine=f"{platform.machine()}, {os.cpu_count()} CPU cores")
     write_json(os.path.join(args.out, "results.json"), out)
@@ -123,6 +125,9 @@ def main():
         lines += ["", "## Diffusion steps against quality and latency", "", quality_table(quality)]
     if speed:
         lines += ["", "## Decoding speed", "", speed_table(speed)]
+    if speed_compiled:
+        lines += ["", "Both sides compiled (`sample.py --compare --compile`: torch.compile, static KV cache):", "",
+                  speed_table(speed_compiled)]
     lines += ["", "## Reading: the paper's findings in this run", ""] + reading(results, tasks, metas)
     lines += reading_curves(curves, quality)
     lines += ["", "Paper, Table 2 (Base, WMT14 BLEU / SQuAD F1 / MBPP Pass@80): " +
@@ -154,13 +159,18 @@ def speed_table(speed):
     first = speed["results"][0]
     cols = [(kind, k) for kind in ("diffusion", "threshold") for k in first.get(kind) or {}]
     head = {"diffusion": "diffusion {} steps", "threshold": f"threshold {s.get('threshold')}, <={{}} steps"}
+    compiled = s.get("compile")
     rows = [f"{s['model']} on {s['device_name']}, {s['dtype']}, batch {s['batch_size']}, "
             f"{s['num_samples']} candidate(s) per output; median of {s['repeats']} runs. "
-            "Cells: latency in ms, speedup over AR.", "",
-            "| output tokens | AR (ms) | " + " | ".join(head[kind].format(k) for kind, k in cols) + " |",
-            "|---" * (2 + len(cols)) + "|"]
+            "Cells: latency in ms, speedup over AR." + (" Compile: seconds of the first run less a timed one's "
+                                                        "(AR / each diffusion column)." if compiled else ""), "",
+            "| output tokens | AR (ms) | " + " | ".join(head[kind].format(k) for kind, k in cols) + " |"
+            + (" compile (s) |" if compiled else ""), "|---" * (2 + len(cols) + bool(compiled)) + "|"]
     for r in speed["results"]:
         cells = [f"{r[kind][k]['latency_s'] * 1e3:.0f}, {r[kind][k]['speedup']:.2f}x" for kind, k in cols]
+        if compiled:
+            timed = [r["ar"]] + [r[kind][k] for kind, k in cols]
+            cells.append(" / ".join(f"{max(0.0, c['first_s'] - c['latency_s']):.1f}" for c in timed))
         rows.append(f"| {r['length']} | {r['ar']['latency_s'] * 1e3:.0f} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

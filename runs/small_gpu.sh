@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The AR2Diff pipeline on real data, one GPU (about 25 minutes on one H100 is the aim):
-#   bash runs/small_gpu.sh [--seed N] [--out DIR] [--shared DIR] [--quick]
+#   bash runs/small_gpu.sh [--seed N] [--out DIR] [--shared DIR] [--quick] [--minutes M] [--resume]
 # A `small` model (6 layers, 384 wide, GPT-2 BPE: ~30M parameters, 19M of them the embedding):
 #   pretraining  English + Python mixture (data/pretrain, 80/20 as the paper's mC4 + The Stack)
 #   translation  WMT14 En-Fr: trained on Europarl + Multi30k, scored on newstest2014 (sacreBLEU)
@@ -9,6 +9,10 @@
 #   code         MBPP: fine-tuned on train (374 problems), pass@k on validation (90)
 # --shared DIR   local copies of the data (default ../shared/data); without it, data is downloaded
 # --quick        a plumbing check that runs on a CPU in minutes; the numbers then mean nothing
+# --minutes M    run in pieces: start no stage after M minutes and stop (status 3); every stage is
+#                one command (a pretraining run, a fine-tune, an evaluation) meant to take at most
+#                a few minutes on an H100, so a piece ends within M plus one stage
+# --resume       skip the stages that finished in an earlier run into --out, the wall time summed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,13 +20,18 @@ SEED=1337
 OUT=out/small_gpu
 SHARED=../shared/data
 QUICK=0
+MINUTES=0
+RESUME=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --seed) SEED="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --shared) SHARED="$2"; shift 2 ;;
     --quick) QUICK=1; shift ;;
-    *) echo "usage: bash runs/small_gpu.sh [--seed N] [--out DIR] [--shared DIR] [--quick]" >&2; exit 2 ;;
+    --minutes) MINUTES="$2"; shift 2 ;;
+    --resume) RESUME=1; shift ;;
+    *) echo "usage: bash runs/small_gpu.sh [--seed N] [--out DIR] [--shared DIR] [--quick] [--minutes M] [--resume]" >&2
+       exit 2 ;;
   esac
 done
 [ -d "$SHARED/tiktoken_cache" ] && export TIKTOKEN_CACHE_DIR="$(cd "$SHARED/tiktoken_cache" && pwd)"
@@ -39,6 +48,8 @@ MODELS=(ar diffusion ar2diff_0 "ar2diff_$ADAPT_STEPS")
 src() { [ -d "$SHARED/$1" ] && echo "--src $SHARED/$1" || true; }  # a local copy when present
 
 source runs/stages.sh  # step NAME COMMAND...: a stage with its log in $OUT/logs/NAME.log
+[ "$RESUME" = 1 ] || rm -f "$OUT"/logs/*.done "$OUT/logs/seconds"
+trap 'echo $(($(date +%s) - START)) >> "$OUT/logs/seconds"; kill $(jobs -p) 2>/dev/null || true' EXIT  # this piece
 
 D=$OUT/data
 if [ -d "$SHARED/pretrain" ]; then
@@ -92,6 +103,7 @@ step speed python sample.py --compare --preset gpt2 --tokenizer gpt2 --lengths "
   --json "$OUT/speed.json" --plot "$OUT/speed.png" $([ "$QUICK" = 1 ] && echo "--preset tiny --repeats 1")
 
 SECONDS_TOTAL=$(($(date +%s) - START))
+if [ -f "$OUT/logs/seconds" ]; then while read -r s; do SECONDS_TOTAL=$((SECONDS_TOTAL + s)); done < "$OUT/logs/seconds"; fi
 ROWS="AR=ar,diffusion=diffusion,AR2Diff_0=ar2diff_0,AR2Diff_$ADAPT_STEPS=ar2diff_$ADAPT_STEPS"
 step report python runs/report.py --out "$OUT" --models "$ROWS" --tasks "$(IFS=,; echo "${TASKS[*]}")" \
   --seconds "$SECONDS_TOTAL" --title "AR2Diff on real data (small model)" --settings "seed $SEED; small model, \

@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
 # The whole AR2Diff experiment on the embedded default, on a CPU, with no network:
-#   bash runs/tiny.sh [--seed N] [--out DIR] [--quick]
+#   bash runs/tiny.sh [--seed N] [--out DIR] [--quick] [--compile]
 # 1. prepare the embedded data (a pretraining corpus and three tasks), deterministic by --seed
 # 2. pretrain a tiny AR model and, with the same budget, a diffusion model from scratch
 # 3. AR2Diff_0 (convert only) and AR2Diff_N (N diffusion steps on the corpus), from the AR model
 # 4. fine-tune AR, diffusion, AR2Diff_0 and AR2Diff_N on each task (paper: constant lr 1e-3)
 # 5. evaluate all of them on the test split with the paper's decoding (diffusion: 10 steps,
 #    temperature 0.2, 8 candidates reranked; AR: greedy, temperature sampling for code)
-# 6. time AR vs diffusion decoding, then write report.md and results.json into the output folder
+# 6. time AR vs diffusion decoding (both sides uncompiled, then both compiled), then write report.md
+#    and results.json into the output folder
 # --quick shrinks every budget (CI runs it as a test); the numbers then mean nothing.
+# --compile  torch.compile every training and evaluation stage too (on a CPU it makes this run slower:
+#            README, Benchmarks); the speed stages time both ways whatever this says.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SEED=1337
 OUT=out/tiny
 QUICK=0
+COMPILE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --seed) SEED="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --quick) QUICK=1; shift ;;
-    *) echo "usage: bash runs/tiny.sh [--seed N] [--out DIR] [--quick]" >&2; exit 2 ;;
+    --compile) COMPILE=1; shift ;;
+    *) echo "usage: bash runs/tiny.sh [--seed N] [--out DIR] [--quick] [--compile]" >&2; exit 2 ;;
   esac
 done
 
@@ -63,6 +68,8 @@ drain
 step speed python sample.py --compare --ckpt "$OUT/finetune/diffusion/translation/best.pt" \
   "${SPEED[@]}" --num_steps 10,20 --threshold 0.9 \
   --json "$OUT/speed.json" --plot "$OUT/speed.png"
+step speed_compiled python sample.py --compare --ckpt "$OUT/finetune/diffusion/translation/best.pt" \
+  "${SPEED[@]}" --num_steps 10,20 --threshold 0.9 --compile --json "$OUT/speed_compiled.json"
 
 SECONDS_TOTAL=$(($(date +%s) - START))
 ROWS="AR=ar,diffusion=diffusion,AR2Diff_0=ar2diff_0,AR2Diff_$ADAPT_STEPS=ar2diff_$ADAPT_STEPS"
@@ -70,7 +77,7 @@ SETTINGS="seed $SEED; tiny model (4 layers, 128 wide, block 256, the world's wor
 $PRETRAIN_STEPS steps x $PRETRAIN_BATCH sequences of 256 tokens, lr $PRETRAIN_LR cosine (AR and diffusion alike); \
 AR2Diff_$ADAPT_STEPS: $ADAPT_STEPS more diffusion steps from the AR model at constant lr $ADAPT_LR; fine-tuning (translation/qa/code) \
 ${FINETUNE_STEPS[translation]}/${FINETUNE_STEPS[qa]}/${FINETUNE_STEPS[code]} steps x $FINETUNE_BATCH examples, lr ${FINETUNE_LR[translation]}/${FINETUNE_LR[qa]}/${FINETUNE_LR[code]} cosine, diffusion loss flat-weighted (pretraining: ELBO), best validation checkpoint; evaluation on the first \
-${EVAL_LIMIT[translation]}/${EVAL_LIMIT[qa]}/${EVAL_LIMIT[code]} test examples; code pass@k with $CODE_SAMPLES samples per problem. Command: bash runs/tiny.sh --seed $SEED --out $OUT$([ "$QUICK" = 1 ] && echo ' --quick' || true)"
+${EVAL_LIMIT[translation]}/${EVAL_LIMIT[qa]}/${EVAL_LIMIT[code]} test examples; code pass@k with $CODE_SAMPLES samples per problem. Command: bash runs/tiny.sh --seed $SEED --out $OUT$([ "$QUICK" = 1 ] && echo ' --quick' || true)$([ "$COMPILE" = 1 ] && echo ' --compile' || true)"
 step report python runs/report.py --out "$OUT" --models "$ROWS" --tasks "$(IFS=,; echo "${TASKS[*]}")" \
   --seconds "$SECONDS_TOTAL" --settings "$SETTINGS"
 echo "done in $((SECONDS_TOTAL / 60))m$((SECONDS_TOTAL % 60))s: $OUT/report.md, $OUT/results.json, $OUT/speed.png"

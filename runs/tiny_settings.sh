@@ -1,5 +1,6 @@
 # The tiny experiment's budgets and its fine-tune-and-evaluate stage, shared by runs/tiny.sh and
-# runs/tiny_ablations.sh (sourced, not run). Needs SEED, OUT and QUICK; `step` comes from stages.sh.
+# runs/tiny_ablations.sh (sourced, not run). Needs SEED, OUT and QUICK (COMPILE=1: torch.compile the
+# training and evaluation stages); `step` comes from stages.sh.
 # Budgets (optimizer steps). The AR and the diffusion pretraining get the same budget; AR2Diff_N
 # continues the AR model for N more steps (paper: N = 10K or 100K after 1M AR steps).
 PRETRAIN_STEPS=1000; ADAPT_STEPS=100; CODE_SAMPLES=2
@@ -14,10 +15,11 @@ if [ "$QUICK" = 1 ]; then
   EVAL_LIMIT=([translation]=8 [qa]=8 [code]=8); SPEED=(--lengths 16,32 --repeats 1)
   DATA_FLAGS=(--train 64 --validation 16 --test 16 --pretrain_tokens 50000)
 fi
-COMMON=(--model tiny --seed "$SEED" --eval_examples 64 --eval_batch_size 16)
+COMPILE_FLAG=(--no-compile); [ "${COMPILE:-0}" = 1 ] && COMPILE_FLAG=(--compile)
+COMMON=(--model tiny --seed "$SEED" --eval_examples 64 --eval_batch_size 16 "${COMPILE_FLAG[@]}")
 finetune_and_eval() {  # finetune_and_eval MODEL TASK
   local m=$1 task=$2 FT="$OUT/finetune/$1/$2" S=${FINETUNE_STEPS[$2]}
-  local EVAL=(--split test --limit "${EVAL_LIMIT[$task]}" --batch_size 50)
+  local EVAL=(--split test --limit "${EVAL_LIMIT[$task]}" --batch_size 50 "${COMPILE_FLAG[@]}")
   [ "$task" = code ] && EVAL+=(--num_outputs "$CODE_SAMPLES" --k "1,$CODE_SAMPLES")
   step "finetune_${m}_$task" python train.py "${COMMON[@]}" --data "$OUT/data/$task" \
     --init_from "$OUT/pretrain/$m/best.pt" --batch_size "$FINETUNE_BATCH" --lr "${FINETUNE_LR[$task]}" \

@@ -29,8 +29,9 @@ def batch(B=3, P=20, seed=1):
 def decodings(m, blocks=True):
     """AR (greedy, sampled), full diffusion and block diffusion (greedy) of one batch with mixed prefix lengths."""
     prefix, plen = batch()
+    gens = make_generators([1, 2, 3], "cpu")
     out = dict(ar=m.generate(prefix, plen, 40, TOK.eos_id),
-               sampled=m.generate(prefix, plen, 40, TOK.eos_id, temperature=1.0, generators=make_generators([1, 2, 3], "cpu")))
+               sampled=m.generate(prefix, plen, 40, TOK.eos_id, temperature=1.0, generators=gens))
     for name, K in (("diffusion", None), ("block", 4))[: 2 if blocks else 1]:
         out[name] = diffusion_generate(m, prefix, plen, 24, TOK, temperature=0.0, num_samples=2, block_len=K)[0]
     return out
@@ -66,8 +67,8 @@ def test_compiled_decoding_equals_eager(model):
 def test_compiled_training_loss_and_gradients_equal_eager(model):
     train = copy.deepcopy(model).train()
     compiled = torch.compile(copy.deepcopy(model).train())
-    idx, plen = torch.randint(TOK.n_ordinary, (4, 48), generator=torch.Generator().manual_seed(2)), torch.tensor([5, 9, 20, 30])
-    seq_len = torch.tensor([48, 40, 48, 33])
+    idx = torch.randint(TOK.n_ordinary, (4, 48), generator=torch.Generator().manual_seed(2))
+    plen, seq_len = torch.tensor([5, 9, 20, 30]), torch.tensor([48, 40, 48, 33])
     for loss_fn in (lambda m: ar_loss(m, idx, plen, seq_len),
                     lambda m: diffusion_loss(m, idx, plen, seq_len, "mask", TOK, torch.Generator().manual_seed(3))):
         losses, grads = [], []

@@ -1,6 +1,7 @@
 """The pipeline scripts, shortened: runs/tiny.sh --quick (then runs/tiny_ablations.sh --quick on its
 output) and runs/multi30k.sh --quick end to end, so the experiments cannot silently break (the budgets
 are tiny: the numbers mean nothing, the plumbing is what is checked)."""
+import os
 import subprocess
 
 import pytest
@@ -46,9 +47,11 @@ def test_tiny_pipeline_quick(tiny_quick):
     assert [r["length"] for r in speed["results"]] == [16, 32]  # --quick: short outputs, one repeat
     assert all(set(r["diffusion"]) == {"10", "20"} for r in speed["results"])
     assert all(r["ar"]["latency_s"] > 0 for r in speed["results"])
+    assert not speed["settings"]["compile"] and res["speed_compiled"]["settings"]["compile"]  # both sides, both ways
+    assert [r["length"] for r in res["speed_compiled"]["results"]] == [16, 32]
     report = (out / "report.md").read_text()
-    for needed in ("## Results (test split)", "| AR |", "| AR2Diff_2 |", "## Decoding speed",
-                   "## Reading", "Wall time", "--seed 3"):
+    for needed in ("## Results (test split)", "| AR |", "| AR2Diff_2 |", "## Decoding speed", "Both sides compiled",
+                   "compile (s) |", "## Reading", "Wall time", "--seed 3"):
         assert needed in report, needed
     assert (out / "speed.png").stat().st_size > 0
     # the seed reaches the generated data too
@@ -132,3 +135,24 @@ def test_tiny_pipeline_rejects_unknown_flags(root):
 def test_other_recipes_parse(root, script):
     p = run(["bash", "-n", script], root, timeout=60)  # syntax only: they need a GPU or downloads
     assert p.returncode == 0, p.stderr
+
+
+def test_stage_runner_runs_in_pieces(root, tmp_path):
+    """runs/stages.sh: MINUTES=M stops before the next stage (status 3); RESUME=1 skips what finished."""
+    script = tmp_path / "recipe.sh"
+    script.write_text(f"""set -euo pipefail
+OUT={tmp_path}/out
+source {root}/runs/stages.sh
+step one bash -c 'echo 1 >> {tmp_path}/ran'
+START=$((START - ${{SHIFT:-0}}))  # as if the first stage had taken SHIFT seconds
+step two bash -c 'echo 2 >> {tmp_path}/ran'
+step three bash -c 'echo 3 >> {tmp_path}/ran'
+""")
+    p = run(["bash", str(script)], root, env={**os.environ, "MINUTES": "1", "SHIFT": "61"}, timeout=60)
+    assert p.returncode == 3 and "--resume goes on from stage 'two'" in p.stderr
+    assert (tmp_path / "ran").read_text() == "1\n"
+    p = run(["bash", str(script)], root, env={**os.environ, "RESUME": "1"}, timeout=60)
+    assert p.returncode == 0 and "one (done before)" in p.stdout
+    assert (tmp_path / "ran").read_text() == "1\n2\n3\n"
+    p = run(["bash", str(script)], root, timeout=60)  # without RESUME every stage runs again
+    assert p.returncode == 0 and (tmp_path / "ran").read_text() == "1\n2\n3\n1\n2\n3\n"
