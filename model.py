@@ -28,6 +28,7 @@ a block is read from the clean copy (the last token of the block before, or of t
     logits = model(idx, prefix_len=P, seq_len=L, mode="diffusion")            # (B, T, V)
     logits = model(torch.cat([idx, noisy], 1), P, L, mode="block", block_len=4)  # (B, 2T, V)
     out = model.generate(prefix, prefix_len, max_new_tokens=64, eos_id=256)   # KV-cached AR
+    compile_for_decoding(model)  # torch.compile, static cache shapes: one AR step graph for all lengths
     gpt2 = GPT.from_pretrained("gpt2")                                         # needs transformers
 """
 import math

@@ -9,7 +9,8 @@ Generate (diffusion.decode: flags left out take the paper's settings, §4.1; one
     python sample.py --ckpt out/ar.pt --prompt "def add(a, b):" --temperature 0.8 --top_k 40
 
 Speed (random weights of a preset, as timing does not depend on the weights, or --ckpt; every output has exactly
-`length` tokens; --block_len K adds block diffusion, --num_steps steps per block of K tokens):
+`length` tokens; --block_len K adds block diffusion, --num_steps steps per block of K tokens; --compile compiles both
+sides alike, model.compile_for_decoding, and the "first s" column then holds the compilation):
     python sample.py --compare --preset tiny --tokenizer byte --lengths 64,128,256 \
         --num_steps 10,20,50 --threshold 0.9 --json out/speed.json --plot out/speed.png
     python sample.py --compare --preset tiny --lengths 64,128,256 --num_steps 2,4 --block_len 4,16 --plot out/block.png
