@@ -33,7 +33,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from model import KVCache, sample_logits, target_mask
+from model import sample_logits, target_mask
 
 NOISES = ("mask", "uniform")
 WEIGHTS = ("elbo", "flat")  # mask noise: how the masked positions' cross-entropies are weighted

@@ -79,24 +79,35 @@ class GPTConfig:
 
 
 class KVCache:
-    """Keys/values of every layer at absolute positions [0, capacity) of each example. Its tensors
-    keep their address for their whole life (CUDA graphs may replay the steps that write them)."""
+    """Keys/values of every layer at absolute positions [0, capacity) of each example: one
+    (B, n_head, capacity, head_dim) tensor per layer for keys and one for values, written in place
+    (a compiled step then updates one layer's tensor without copying the others) and kept at their
+    address for their whole life (CUDA graphs may replay the steps that write them)."""
 
     def __init__(self, config, batch_size, capacity, device, dtype):
         if capacity > config.block_size:
             raise ValueError(f"cache capacity {capacity} exceeds block_size {config.block_size}")
-        shape = (config.n_layer, batch_size, config.n_head, capacity, config.n_embd // config.n_head)
-        self._set(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
+        shape = (batch_size, config.n_head, capacity, config.n_embd // config.n_head)
+        self.capacity = capacity
+        self._set(*([torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)] for _ in "kv"))
 
     def _set(self, k, v):
         self.k, self.v = k, v
-        if k.is_cuda:  # mode="reduce-overhead" then keeps the cache writes inside the graph
-            torch._dynamo.mark_static_address(k)
-            torch._dynamo.mark_static_address(v)
+        for t in k + v:
+            if t.is_cuda:  # mode="reduce-overhead" then keeps the cache writes inside the graph
+                torch._dynamo.mark_static_address(t)
+
+    def write(self, layer, pos, k, v):
+        """Keys and values (B, n_head, T, head_dim) at positions pos (B, T) into `layer`; returns its
+        whole cache. An index_put, which inductor does in place (a scatter_ copies the tensor)."""
+        b = torch.arange(k.size(0), device=k.device)[:, None]
+        self.k[layer][b, :, pos] = k.transpose(1, 2).to(self.k[layer].dtype)
+        self.v[layer][b, :, pos] = v.transpose(1, 2).to(self.v[layer].dtype)
+        return self.k[layer], self.v[layer]
 
     def repeat_interleave(self, n):
         """n copies of every example (the `num_samples` candidates share one prefill)."""
-        self._set(self.k.repeat_interleave(n, dim=1), self.v.repeat_interleave(n, dim=1))
+        self._set(*([t.repeat_interleave(n, dim=0) for t in ts] for ts in (self.k, self.v)))
         return self
 
 
@@ -133,10 +144,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if cache is not None:  # write this call's keys/values at their positions, attend to all
-            b = torch.arange(B, device=x.device)[:, None]
-            cache.k[layer, b, :, pos] = k.transpose(1, 2).to(cache.k.dtype)
-            cache.v[layer, b, :, pos] = v.transpose(1, 2).to(cache.v.dtype)
-            k, v = cache.k[layer].to(q.dtype), cache.v[layer].to(q.dtype)
+            k, v = (t.to(q.dtype) for t in cache.write(layer, pos, k, v))
         dropout = self.dropout if self.training else 0.0
         if isinstance(mask, str):  # no prefix, no padding: plain causal (flash) or full attention
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=mask == "ar")
@@ -230,7 +238,7 @@ class GPT(nn.Module):
         if two_copies and T % 2:
             raise ValueError(f"mode 'block' without a cache takes [clean ; noisy], an even length, got {T}")
         Tp = T // 2 if two_copies else T  # distinct positions
-        limit = self.config.block_size if cache is None else cache.k.size(3)
+        limit = self.config.block_size if cache is None else cache.capacity
         if Tp > limit:
             raise ValueError(f"sequence of {Tp} tokens exceeds the {'block_size' if cache is None else 'cache capacity'} {limit}")
         device = idx.device
@@ -242,7 +250,7 @@ class GPT(nn.Module):
             zeros = torch.zeros(B, dtype=torch.long, device=device)
             prefix_len = zeros if prefix_len is None else prefix_len
             seq_len = start + Tp if seq_len is None else seq_len
-            k_pos = torch.arange(T, device=device) % Tp if cache is None else torch.arange(cache.k.size(3), device=device)
+            k_pos = torch.arange(T, device=device) % Tp if cache is None else torch.arange(cache.capacity, device=device)
             noisy = torch.arange(T, device=device) >= Tp if two_copies else None
             mask = attention_mask(pos, k_pos, prefix_len, seq_len, mode, block_len, noisy, noisy)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
