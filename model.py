@@ -28,7 +28,7 @@ a block is read from the clean copy (the last token of the block before, or of t
     logits = model(idx, prefix_len=P, seq_len=L, mode="diffusion")            # (B, T, V)
     logits = model(torch.cat([idx, noisy], 1), P, L, mode="block", block_len=4)  # (B, 2T, V)
     out = model.generate(prefix, prefix_len, max_new_tokens=64, eos_id=256)   # KV-cached AR
-    compile_for_decoding(model)  # torch.compile, static cache shapes: one AR step graph for all lengths
+    compile_for_decoding(model)  # torch.compile, static cache shapes: AR steps compiled once or twice
     gpt2 = GPT.from_pretrained("gpt2")                                         # needs transformers
 """
 import math
@@ -265,13 +265,14 @@ class GPT(nn.Module):
     @torch.no_grad()
     def prefill(self, prefix, prefix_len, capacity, dtype=None):
         """Run the prefix once into a new KVCache of `capacity` positions; returns (cache, hidden).
-        With static_decoding (compile_for_decoding) the cache spans block_size whatever `capacity`
-        says, and the prefix is padded to a multiple of 64 tokens: then the decoding steps of every
-        output length and position have one shape, and prefixes a few. Padding is never attended to
-        (positions >= prefix_len), and a step overwrites it before its own positions become visible."""
+        With static_decoding (compile_for_decoding) the capacity is rounded up to a power of two (at
+        least 64, at most block_size) and the prefix is padded to a multiple of 64 tokens: then the
+        decoding steps of every position, and of every output length in a bucket, have one shape.
+        Padding is never attended to (positions >= prefix_len), and a step overwrites it before its
+        own positions become visible; unused cache slots are masked."""
         dtype = dtype or self.transformer.wte.weight.dtype
         if self.static_decoding:
-            capacity = self.config.block_size
+            capacity = min(self.config.block_size, max(64, 1 << (capacity - 1).bit_length()))
             pad = min(capacity, -(-prefix.size(1) // 64) * 64) - prefix.size(1)
             prefix = F.pad(prefix, (0, pad), value=0)
         cache = KVCache(self.config, prefix.size(0), capacity, prefix.device, dtype)
@@ -381,11 +382,12 @@ def sample_logits(logits, temperature=0.0, top_k=None, generators=None):
 def compile_for_decoding(model, mode=None):
     """
     torch.compile every forward of `model` (prefill, AR steps, diffusion and block steps alike: both
-    sides of a speed comparison) and give decoding static shapes (GPT.prefill): the KV cache always
-    spans block_size, so one compiled AR step decodes every length at every position without
-    recompiling (its position is a tensor), at the cost of attending to masked cache slots. A
-    diffusion canvas has the output's length: its graph is recompiled once with that length dynamic
-    (torch's automatic dynamic shapes). mode: torch.compile's ("reduce-overhead": CUDA graphs).
+    sides of a speed comparison) and give decoding static shapes (GPT.prefill): the KV cache spans
+    a power of two, so one compiled AR step decodes every position (a tensor, not a constant) of
+    every output length in its bucket, at the cost of attending to at most as many masked slots as
+    used ones. A second bucket, like a diffusion canvas of another length, recompiles the graph once
+    with that size dynamic (torch's automatic dynamic shapes); later ones reuse it.
+    mode: torch.compile's ("reduce-overhead": CUDA graphs, one per shape).
     """
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)  # eval: many batch shapes
     model.static_decoding = True

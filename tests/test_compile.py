@@ -38,13 +38,14 @@ def decodings(m, blocks=True):
 
 
 def test_static_cache_decodes_the_same_tokens(model):
-    """A cache spanning block_size and a prefix padded to 64 tokens change nothing but the shapes."""
+    """A cache of a power-of-two capacity and a prefix padded to 64 tokens change nothing but the shapes."""
     eager = decodings(model)
     static = copy.deepcopy(model)
     static.static_decoding = True
     prefix, plen = batch()
-    cache, _ = static.prefill(prefix, plen, capacity=30)
-    assert cache.capacity == cache.k[0].size(2) == CONFIG["block_size"]  # whatever the capacity asked
+    for asked, got in ((30, 64), (64, 64), (65, 96)):  # a power of two, at least 64, at most block_size (96)
+        cache, _ = static.prefill(prefix, plen, capacity=asked)
+        assert cache.capacity == cache.k[0].size(2) == got
     for name, tokens in decodings(static).items():
         assert torch.equal(tokens, eager[name]), name
 
