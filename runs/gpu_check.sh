@@ -4,7 +4,7 @@
 # 1. mfu       python model.py: forward+backward tokens/s and MFU at gpt2 shape, sequence 1024, bf16,
 #              compiled, objectives ar and diffusion (prefix-LM masks, as training uses them)
 # 2. speed     sample.py --compare at gpt2 shape, 64 ... 4096 output tokens, 10/20/50 steps, both sides
-#              compiled (static KV cache: one compiled AR step for every length); speed_eager: both
+#              compiled (static KV cache: the AR step compiled at two lengths, reused at all); speed_eager: both
 #              sides uncompiled, 64 ... 1024 tokens (eager AR alone would take minutes at 4096)
 # 3. train     a short real-data AR pretraining run (train.py, gpt2 shape, GPT-2 BPE, compiled, bf16):
 #              tokens/s and MFU from its log
