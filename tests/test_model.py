@@ -206,3 +206,19 @@ def test_bad_input():
         get_tokenizer("bpe")
     with pytest.raises(ValueError, match="tokenizer"):  # a checkpoint made with another vocabulary
         get_tokenizer("byte").check({"name": "gpt2", "vocab_size": 50304})
+
+
+def _sample_logits_reference(logits, temperature, generators):  # the plain Gumbel-max over every id
+    u = torch.stack([torch.rand(logits.shape[1:], generator=g, dtype=torch.float64) for g in generators])
+    return (logits.double() / temperature - torch.log(-torch.log(u.clamp(1e-300, 1.0)))).argmax(-1)
+
+
+@pytest.mark.parametrize("spread", [0.5, 3.0, 30.0])  # flat rows fall back to the full computation
+def test_sample_logits_equals_full_gumbel_max(spread):
+    torch.manual_seed(0)
+    logits = torch.randn(6, 40, 500) * spread
+    logits[..., 450:] = float("-inf")
+    for temperature in (0.2, 1.0):
+        fast = sample_logits(logits, temperature, generators=make_generators(range(6), "cpu"))
+        ref = _sample_logits_reference(logits, temperature, make_generators(range(6), "cpu"))
+        assert torch.equal(fast, ref)
