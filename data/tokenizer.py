@@ -13,10 +13,14 @@ Tokenizers. The id layout is the same for every tokenizer, so nothing else needs
            front, dropped again by decode, so a word is the same token at the start of a target as
            inside a context. For a closed world like the embedded default's: ~4x fewer tokens than
            bytes and one token per answer word, which a masked diffusion model learns in minutes
+    spm:   a SentencePiece BPE model (the library the paper's T5 tokenizer comes from) trained on a
+           corpus by `train_spm`, with byte fallback, so any text round-trips and a rare word is
+           a few subword pieces instead of its bytes. Its serialized model travels with it.
     gpt2:  tiktoken's GPT-2 BPE, 50256 merges, eos 50256 (<|endoftext|>), mask 50257, vocab 50304
 
 A checkpoint stores `tok.state()`; `Tokenizer.check(state)` refuses a mismatch with a clear message.
 """
+import base64
 import re
 from collections import Counter
 
@@ -31,8 +35,8 @@ def _round_up(n, multiple=64):
 
 
 class Tokenizer:
-    def __init__(self, name, vocab=None):
-        self._enc, self.vocab = None, None
+    def __init__(self, name, vocab=None, model=None):
+        self._enc, self._sp, self.vocab, self.model = None, None, None, None
         if name == "byte":
             self.n_ordinary = 256
         elif name == "words":
@@ -43,6 +47,12 @@ class Tokenizer:
             self._ids = {w: 256 + i for i, w in enumerate(self.vocab)}
             self._pieces = [bytes([b]) for b in range(256)] + [w.encode("utf-8") for w in self.vocab]
             self.n_ordinary = len(self._pieces)
+        elif name == "spm":
+            if not model:
+                raise ValueError("the spm tokenizer needs its model: it comes from the corpus that trained it "
+                                 "(meta.json) or from a checkpoint, e.g. python data/multi30k/prepare.py")
+            self.model, self._sp = model, _sentencepiece().SentencePieceProcessor(model_proto=base64.b64decode(model))
+            self.n_ordinary = self._sp.get_piece_size()  # unk (id 0, never produced: byte fallback) + pieces
         elif name == "gpt2":
             try:
                 import tiktoken
@@ -65,6 +75,8 @@ class Tokenizer:
                 i = self._ids.get(piece)
                 ids.extend([i] if i is not None else piece.encode("utf-8"))
             return ids
+        if self._sp is not None:
+            return self._sp.encode(text)
         if self._enc is None:
             return list(text.encode("utf-8"))
         return self._enc.encode_ordinary(text)
@@ -75,12 +87,15 @@ class Tokenizer:
         if self.vocab is not None:
             text = b"".join(self._pieces[i] for i in ids).decode("utf-8", errors="replace")
             return text[1:] if text.startswith(" ") else text  # the space encode put in front
+        if self._sp is not None:
+            return self._sp.decode(ids)
         if self._enc is None:
             return bytes(ids).decode("utf-8", errors="replace")
         return self._enc.decode(ids)
 
     def state(self):
         words = {} if self.vocab is None else dict(vocab=self.vocab)
+        words.update({} if self.model is None else dict(model=self.model))
         return dict(name=self.name, n_ordinary=self.n_ordinary, eos_id=self.eos_id,
                     mask_id=self.mask_id, vocab_size=self.vocab_size, **words)
 
@@ -92,17 +107,27 @@ class Tokenizer:
             a, b = diff["vocab"]
             i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
             diff["vocab"] = f"{len(a)} vs {len(b)} words, first difference at word {i}"
+        if "model" in diff:
+            diff["model"] = "two different SentencePiece models"
         if state.get("name", state.get("tokenizer")) not in (None, self.name) or diff:
-            brief = {k: v for k, v in state.items() if k != "vocab"}
+            brief = {k: v for k, v in state.items() if k not in ("vocab", "model")}
             raise ValueError(f"{what} was made with tokenizer {brief} but this run uses {self}; "
                              f"differences (theirs, ours): {diff}")
 
     def __repr__(self):
-        brief = {k: v for k, v in self.state().items() if k != "vocab"}
+        brief = {k: v for k, v in self.state().items() if k not in ("vocab", "model")}
         return f"Tokenizer({brief})"
 
 
-TOKENIZERS = ("byte", "gpt2")  # by name alone; "words" comes with its word list (build_vocab)
+TOKENIZERS = ("byte", "gpt2")  # by name alone; "words" and "spm" come with their word list or model
+
+
+def _sentencepiece():
+    try:
+        import sentencepiece
+    except ImportError as e:
+        raise ImportError("the spm tokenizer needs sentencepiece: pip install sentencepiece") from e
+    return sentencepiece
 
 
 def build_vocab(texts, max_words=4000, min_count=2):
@@ -113,10 +138,24 @@ def build_vocab(texts, max_words=4000, min_count=2):
     return ranked[:max_words]
 
 
+def train_spm(texts, vocab_size=8000):
+    """An spm Tokenizer: SentencePiece BPE of `vocab_size` pieces (fewer if `texts`, one sentence
+    each, cannot fill them) trained on `texts`, deterministic (one thread). Byte fallback, no normalization and every space kept, so
+    decode(encode(text)) == text; ids 0 (unk) .. vocab_size-1, no bos/eos/pad of its own (ours follow)."""
+    import io
+    buf = io.BytesIO()
+    _sentencepiece().SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, split_digits=True, hard_vocab_limit=False, unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
+        num_threads=1, minloglevel=2)
+    return Tokenizer("spm", model=base64.b64encode(buf.getvalue()).decode("ascii"))
+
+
 def get_tokenizer(name_or_state):
     """A tokenizer by name ('byte', 'gpt2') or from a checkpoint's saved state (checked)."""
     if isinstance(name_or_state, dict):
-        tok = Tokenizer(name_or_state.get("name"), vocab=name_or_state.get("vocab"))
+        tok = Tokenizer(name_or_state.get("name"), vocab=name_or_state.get("vocab"), model=name_or_state.get("model"))
         tok.check(name_or_state)
         return tok
     return Tokenizer(name_or_state)

@@ -22,7 +22,7 @@ SHARED=../shared/data
 SCALE=1
 QUICK=0
 usage="usage: bash runs/multi30k.sh [--seed N] [--out DIR] [--shared DIR] [--scale X] [--eval_limit N] [--quick]"
-EVAL_LIMIT=100; SWEEP_LIMIT=30; SWEEP_STEPS=1,2,5,10,20
+EVAL_LIMIT=0; SWEEP_LIMIT=100; SWEEP_STEPS=1,2,5,10,20
 while [ $# -gt 0 ]; do
   case "$1" in
     --seed) SEED="$2"; shift 2 ;;
@@ -38,17 +38,15 @@ scaled() { python -c "import sys; print(max(1, round($1 * float(sys.argv[1]))))"
 
 # Budgets (optimizer steps). AR and diffusion pretraining get the same budget; AR2Diff_N continues
 # the AR model for N more diffusion steps (paper: N = 10K or 100K after 1M AR steps).
-PRETRAIN_STEPS=$(scaled 300); ADAPT_STEPS=$(scaled 75); FINETUNE_STEPS=$(scaled 300)
-PRETRAIN_BATCH=16; FINETUNE_BATCH=32; BLOCK=128; TARGET_LEN=44  # 97% of the French train captions fit
+PRETRAIN_STEPS=$(scaled 600); ADAPT_STEPS=$(scaled 200); FINETUNE_STEPS=$(scaled 2400)  # 2.6 epochs
+PRETRAIN_BATCH=16; FINETUNE_BATCH=32; BLOCK=128; TARGET_LEN=34  # 97% of the French train captions fit
 PRETRAIN_LR=3e-3; ADAPT_LR=1e-3; FINETUNE_LR=3e-3
-PRE_EVAL=$(scaled 100); DIFF_EVAL=$(scaled 25); FT_EVAL=$(scaled 50)  # validation every this many steps
-# --eval_limit: test sentences scored (default the first 100; 0: all 1,000); the steps sweep decodes
-# the first 30. On a CPU the diffusion sampler sets these: a float64 Gumbel draw over the whole
-# vocabulary per position, candidate and step costs more than the model itself.
+PRE_EVAL=$(scaled 100); DIFF_EVAL=$(scaled 25); FT_EVAL=$(scaled 100)  # validation every this many steps
+# --eval_limit: test sentences scored (default 0: all 1,000); the steps sweep decodes the first 100.
 FT_EVAL_EXAMPLES=256; DATA_FLAGS=()
 if [ "$QUICK" = 1 ]; then
   PRETRAIN_STEPS=4; ADAPT_STEPS=2; FINETUNE_STEPS=4; PRE_EVAL=2; DIFF_EVAL=2; FT_EVAL=2; FT_EVAL_EXAMPLES=16
-  EVAL_LIMIT=4; SWEEP_LIMIT=2; SWEEP_STEPS=1,2; DATA_FLAGS=(--limit_train 500 --nltk_tokens 5000)
+  EVAL_LIMIT=4; SWEEP_LIMIT=2; SWEEP_STEPS=1,2; DATA_FLAGS=(--limit_train 500 --nltk_tokens 5000 --vocab_pieces 400)
 fi
 TASK=multi30k
 MODELS=(ar diffusion ar2diff_0 "ar2diff_$ADAPT_STEPS")
@@ -102,8 +100,8 @@ step sweep python sample.py --quality --ckpt "$OUT/finetune/$BEST/$TASK/best.pt"
 
 SECONDS_TOTAL=$(($(date +%s) - START))
 ROWS="AR=ar,diffusion=diffusion,AR2Diff_0=ar2diff_0,AR2Diff_$ADAPT_STEPS=ar2diff_$ADAPT_STEPS"
-SETTINGS="seed $SEED; tiny model (4 layers, 128 wide, block $BLOCK; words tokenizer of the Multi30k train captions, \
-vocabulary 4,288); pretraining $PRETRAIN_STEPS steps x $PRETRAIN_BATCH windows of $BLOCK tokens, lr $PRETRAIN_LR cosine \
+SETTINGS="seed $SEED; tiny model (4 layers, 128 wide, block $BLOCK; SentencePiece BPE of the Multi30k train examples, \
+vocabulary $(python -c "import json; print(json.load(open('$OUT/data/$TASK/meta.json'))['tokenizer']['vocab_size'])")); pretraining $PRETRAIN_STEPS steps x $PRETRAIN_BATCH windows of $BLOCK tokens, lr $PRETRAIN_LR cosine \
 (AR and diffusion alike); AR2Diff_$ADAPT_STEPS: $ADAPT_STEPS more diffusion steps from the AR model at constant lr \
 $ADAPT_LR; fine-tuning on Multi30k train: at most $FINETUNE_STEPS steps x $FINETUNE_BATCH pairs, lr $FINETUNE_LR cosine, \
 target_len $TARGET_LEN, validation loss on $FT_EVAL_EXAMPLES validation pairs every $FT_EVAL steps, patience 3, best checkpoint kept; \

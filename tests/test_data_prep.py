@@ -349,9 +349,12 @@ def test_multi30k_task_and_extra_split(fake_multi30k, tmp_path):
     assert read_jsonl(out / "test_2017_flickr.jsonl")[3]["target"] == "Un chien numéro 3 court dans test_2017_flickr."
     assert set(meta["baselines"]) == {"validation", "test", "test_2017_flickr"}
     assert 0 <= meta["baselines"]["test"]["copy the source"] < 100 and meta["baselines"]["test"]["empty output"] == 0
-    tok = get_tokenizer(meta["tokenizer"])
-    assert tok.name == "words" and "chien" in "".join(tok.vocab)
+    tok = get_tokenizer(meta["tokenizer"])  # SentencePiece BPE of the train inputs and targets
+    assert tok.name == "spm" and len(tok.encode("chien")) == 1 and tok.encode("Un chien")[-1:] == tok.encode("chien")
+    assert len(tok.encode("translate English to French:")) <= 5  # the prompt's words are pieces, not bytes
     assert tok.decode(tok.encode(test[0]["target"])) == test[0]["target"]  # byte fallback: any text round-trips
+    words = get_tokenizer(multi30k("--src", src, "--out_dir", tmp_path / "w", "--tokenizer", "words")["tokenizer"])
+    assert words.name == "words" and " chien" in words.vocab
     # the task loads as evaluate.py loads it; a split the folder lacks names the ones it has
     from data.tasks import load_split
     assert len(load_split(str(out), "test_2017_flickr")) == 4

@@ -1,10 +1,10 @@
-"""Tokenizers: the shared id layout, the words tokenizer (round trip, the leading space, its list
+"""Tokenizers: the shared id layout, the words and spm tokenizers (round trip, the leading space, their lists
 built deterministically, saved and checked with a checkpoint). CPU, no network, milliseconds."""
 import random
 
 import pytest
 
-from data.tokenizer import WORD_PIECES, Tokenizer, build_vocab, get_tokenizer
+from data.tokenizer import WORD_PIECES, Tokenizer, build_vocab, get_tokenizer, train_spm
 
 TEXTS = ["The girl sees an apple.", "La fille voit une pomme a Oslo.",
          "def get_value(xs):\n    return [x + 4 for x in xs]", "question: What pet does Ann have? A: cat."]
@@ -65,3 +65,37 @@ def test_words_state_round_trip_and_mismatch(words):
         words.check(get_tokenizer("byte").state())
     with pytest.raises(ValueError, match="needs its word list"):
         get_tokenizer("words")
+
+
+@pytest.fixture(scope="module")
+def spm():
+    pytest.importorskip("sentencepiece")  # in requirements.txt; the spm tokenizer imports it lazily
+    texts = [f"{a} {b} sees {c} apples in Oslo." for a in ("The", "A", "One") for b in ("girl", "boy", "dog")
+             for c in range(1, 12)] + TEXTS * 3
+    return train_spm(texts, vocab_size=400)
+
+
+def test_spm_round_trip_any_text_and_subwords(spm):
+    rng = random.Random(0)
+    alphabet = "ab_Z9 .,:()[]\n\t\u00e9\u20ac\U0001f600'"  # characters it never saw: byte fallback
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        ids = spm.encode(text)
+        assert all(1 <= i < spm.n_ordinary for i in ids)  # never unk (0), never a special id
+        assert spm.decode(ids) == text, repr(text)
+    assert spm.n_ordinary <= 400 and spm.eos_id == spm.n_ordinary and spm.vocab_size % 64 == 0
+    assert len(spm.encode("The girl sees 3 apples in Oslo.")) < len("The girl sees 3 apples in Oslo.") / 2
+    assert spm.encode("girl") == spm.encode("The girl")[-len(spm.encode("girl")):]  # the leading space, as words
+    assert spm.decode([spm.eos_id, spm.mask_id]) == ""
+
+
+def test_spm_is_deterministic_and_state_round_trips(spm):
+    again = get_tokenizer(spm.state())  # how a checkpoint or a corpus meta.json rebuilds it
+    assert again.encode(TEXTS[1]) == spm.encode(TEXTS[1]) and again.state() == spm.state()
+    assert train_spm(["x y z w"] * 5 + TEXTS * 3, 380).state() == train_spm(["x y z w"] * 5 + TEXTS * 3, 380).state()
+    other = train_spm(TEXTS * 3, 380)
+    with pytest.raises(ValueError, match="two different SentencePiece models") as e:
+        spm.check(other.state())
+    assert spm.model[:50] not in str(e.value)  # names the difference, does not print the model
+    with pytest.raises(ValueError, match="needs its model"):
+        get_tokenizer("spm")
