@@ -94,7 +94,7 @@ drain
 BEST=$(python -c "import json, sys
 rows = {m: json.load(open(f'$OUT/finetune/{m}/$TASK/eval/metrics.json'))['bleu'] for m in sys.argv[1:]}
 print(max(rows, key=rows.get))" diffusion ar2diff_0 "ar2diff_$ADAPT_STEPS")
-step sweep python sample.py --quality --ckpt "$OUT/finetune/$BEST/$TASK/best.pt" \
+step sweep python runs/quality.py --ckpt "$OUT/finetune/$BEST/$TASK/best.pt" \
   --ar_ckpt "$OUT/finetune/ar/$TASK/best.pt" --split test --limit "$SWEEP_LIMIT" --num_steps "$SWEEP_STEPS" \
   --batch_size 50 --warmup 0 --json "$OUT/quality.json" --plot "$OUT/quality.png"
 

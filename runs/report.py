@@ -11,7 +11,7 @@ sidecars (<out>/pretrain/<model>/best.json), the tasks' meta.json (trivial basel
 log lines in <out>/logs/). --curves also plots the validation curves that the checkpoints' sidecars
 record (<out>/transfer.png: diffusion from scratch against AR2Diff_N on the same held-out windows;
 <out>/finetune.png: fine-tuning) and counts the diffusion steps that starting from the AR model saves;
---quality adds a steps sweep (sample.py --quality). The "reading" compares this run with the paper's
+--quality adds a steps sweep (runs/quality.py). The "reading" compares this run with the paper's
 findings by fixed rules, so it says what the numbers say, whichever way they go.
 """
 import argparse
@@ -46,7 +46,7 @@ def main():
     p.add_argument("--title", default="AR2Diff on the embedded default", help="report title")
     p.add_argument("--settings", default="", help="free text: the recipe's settings, for the report")
     p.add_argument("--curves", action="store_true", help="plot the validation curves (needs matplotlib)")
-    p.add_argument("--quality", default=None, help="a steps sweep JSON of sample.py --quality, for the report")
+    p.add_argument("--quality", default=None, help="a steps sweep JSON of runs/quality.py, for the report")
     args = p.parse_args()
     models = dict(m.split("=") for m in args.models.split(","))
     tasks = args.tasks.split(",")

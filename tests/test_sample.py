@@ -4,9 +4,7 @@ import json
 import pytest
 import torch
 
-import evaluate
 import sample
-from data.common import write_json, write_jsonl
 from data.tokenizer import get_tokenizer
 from model import GPT, GPTConfig, save_checkpoint
 
@@ -151,7 +149,7 @@ def test_block_checkpoint_decodes_as_trained(ckpts, capsys):
     assert calls in [1 + b * 2 + b - 1 for b in (1, 2, 3, 4)]
     with pytest.raises(SystemExit):
         sample.main(["--ckpt", ckpts["block"], "--block_len", "8"])
-    assert "--block_len" in (err := capsys.readouterr().err) and "the checkpoint fixes block_len (4)" in err
+    assert "--block_len 8: not a flag for generating" in capsys.readouterr().err  # the checkpoint fixes it
     rows = sample.main(["--compare", "--ckpt", ckpts["block"], "--lengths", "8", "--num_steps", "2", *FAST])["results"]
     assert set(rows[0]["block"]) == {"4x2"} and rows[0]["block"]["4x2"]["calls"] == 1 + 2 * 2 + 1
 
@@ -179,6 +177,9 @@ def test_block_checkpoint_decodes_as_trained(ckpts, capsys):
     (None, ["--prompt", "hi"], "--ckpt"),
     ("ar", ["--prompt", "hi", "--no-compile", "--compile_mode", "reduce-overhead"], "--compile_mode"),
     ("missing", [], "--ckpt"),
+    (None, ["--compare", "--threshold", "0.5,0.9"], "--threshold"),
+    ("mask", ["--task_dir", "TASK"], "--task_dir"),  # runs/quality.py's
+    ("mask", ["--threshold", "0.5,0.9"], "--threshold"),
 ])
 def test_bad_flags_name_the_flag(ckpts, tmp_path, capsys, ckpt, argv, flag):
     path = str(tmp_path / "missing.pt") if ckpt == "missing" else ckpts.get(ckpt)
@@ -204,91 +205,3 @@ def test_train_checkpoint_round_trips(tmp_path, capsys, objective, noise):
     printed = capsys.readouterr().out
     assert len(texts) == 2 and f"# {out / 'ckpt.pt'}: {objective}, step {ckpt['step']}" in printed
     assert f"{ckpt['target_len']} tokens" in printed and "--- output 1" in printed
-
-
-# A model that writes "x", "y" and spaces, whatever the prompt: p(x) = 0.54 (so a 0.5 threshold commits every
-# sampled x early, a 0.9 one nothing), p(y) = p(" ") = 0.2; at temperature 1 its outputs vary with the seed
-# and the sampler, and they share words with these answers: every F1 below is an informative number.
-XY = {TOK.encode(c)[0]: v for c, v in (("x", 8.0), ("y", 7.0), (" ", 7.0))}
-
-
-def make_task(root, n=4):
-    rows = [{"id": f"q{i}", "input": f"what is {i}?", "target": "x y", "answers": ["x y", "y x x", "x" * 16]}
-            for i in range(n)]
-    write_jsonl(root / "test.jsonl", rows)
-    write_json(root / "meta.json", {"task": "toy_qa", "metric": "squad", "splits": {"test": n}})
-    return root
-
-
-def test_quality_sweep_scores_like_evaluate(tmp_path, capsys):
-    task = make_task(tmp_path / "qa")
-    diff, _ = make_ckpt(tmp_path / "diff.pt", "diffusion", "mask", logits=XY, task=dict(name="toy_qa"))
-    ar, _ = make_ckpt(tmp_path / "ar.pt", "ar", logits=XY)
-    out, png = tmp_path / "quality.json", tmp_path / "quality.png"
-    sampler = ["--num_samples", "2", "--temperature", "1"]
-    result = sample.main(["--quality", "--ckpt", diff, "--ar_ckpt", ar, "--task_dir", str(task), "--num_steps", "1,4",
-                          "--threshold", "0.5,0.9", *sampler, "--batch_size", "3", "--json", str(out),
-                          "--plot", str(png), *FAST])
-    data = json.loads(out.read_text())
-    assert data == json.loads(json.dumps(result))
-    s, points = data["settings"], data["points"]
-    assert s["task"] == "toy_qa" and s["metric"] == "f1" and s["examples"] == 4 and s["num_samples"] == 2
-    assert [(q["decoder"], q["num_steps"], q["threshold"]) for q in points] == [
-        ("diffusion", 1, None), ("diffusion", 4, None), ("threshold", 4, 0.5), ("threshold", 4, 0.9), ("AR", None, None)]
-    for q in points:
-        assert q["metric"] == "f1" and q["latency_s"] > 0
-        assert q["latency_s"] == pytest.approx(q["total_s"] / 4, rel=1e-12)
-        # the same settings through evaluate.py give the same number
-        flags = sampler + ["--num_steps", str(q["num_steps"])] + (["--threshold", str(q["threshold"])] if q["threshold"]
-                                                                  else [])
-        metrics = evaluate.main(["--ckpt", ar if q["decoder"] == "AR" else diff, "--task_dir", str(task),
-                                 "--out_dir", str(tmp_path / f"eval_{q['label']}")] + ([] if q["decoder"] == "AR" else flags))
-        assert q["value"] == metrics["f1"], q
-    values = [q["value"] for q in points]
-    assert len(set(values)) > 2 and all(0 < v <= 100 for v in values)  # the settings really differ
-    assert values[-1] == 100.0  # AR is greedy: sixteen x, one of the answers
-    # calls: forward passes per output as evaluate.predict reports them, the prefix pass included
-    assert [q["calls"] for q in points[:2]] == [2, 5]  # plain: the prefix pass, then one call per step
-    assert 2 <= points[2]["calls"] < 5 and points[3]["calls"] == 5  # threshold: early exit, capped at 4 steps
-    assert points[4]["calls"] == 16  # AR: one call per token (the x never stop), the first from the prefix pass
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    table = capsys.readouterr().out
-    assert "threshold 0.5, <=4 steps" in table and "AR, greedy" in table and "ms/example" in table
-
-
-def test_quality_counts_calls_of_an_early_stopping_ar_model(tmp_path):
-    task = make_task(tmp_path / "qa")
-    diff, _ = make_ckpt(tmp_path / "diff.pt", "diffusion", "mask")
-    ar, _ = make_ckpt(tmp_path / "ar.pt", "ar", logits={TOK.eos_id: 10.0})
-    points = sample.main(["--quality", "--ckpt", diff, "--ar_ckpt", ar, "--task_dir", str(task), "--num_steps", "2",
-                          "--num_samples", "1", "--limit", "2", *FAST])["points"]
-    assert [q["calls"] for q in points] == [3, 1]  # the AR model says EOS at once: the prefix pass only
-    assert points[1]["value"] == 0.0 and points[0]["total_s"] == pytest.approx(2 * points[0]["latency_s"])
-
-
-@pytest.mark.parametrize("argv,flag", [
-    (["--quality"], "--ckpt"),
-    (["--quality", "--ckpt", "AR"], "--ckpt"),
-    (["--quality", "--ckpt", "MASK", "--ar_ckpt", "MASK", "--task_dir", "TASK"], "--ar_ckpt"),
-    (["--quality", "--ckpt", "MASK", "--ar_ckpt", "OTHER", "--task_dir", "TASK"], "--ar_ckpt"),
-    (["--quality", "--ckpt", "MASK"], "--task_dir"),
-    (["--quality", "--ckpt", "MASK", "--task_dir", "NONE"], "--task_dir"),
-    (["--quality", "--ckpt", "MASK", "--task_dir", "TASK", "--split", "dev"], "--split"),
-    (["--quality", "--ckpt", "UNIFORM", "--task_dir", "TASK", "--threshold", "0.5"], "--threshold"),
-    (["--quality", "--ckpt", "MASK", "--task_dir", "TASK", "--threshold", "0.5,0"], "--threshold"),
-    (["--quality", "--ckpt", "MASK", "--task_dir", "TASK", "--lengths", "8"], "--lengths"),
-    (["--quality", "--ckpt", "MASK", "--task_dir", "TASK", "--top_k", "3"], "--top_k"),
-    (["--quality", "--ckpt", "MASK", "--task_dir", "TASK", "--target_len", "64"], "--target_len"),
-    (["--quality", "--compare", "--ckpt", "MASK"], "--compare"),
-    (["--compare", "--threshold", "0.5,0.9"], "--threshold"),
-    (["--ckpt", "MASK", "--task_dir", "TASK"], "--task_dir"),
-    (["--ckpt", "MASK", "--threshold", "0.5,0.9"], "--threshold"),
-])
-def test_quality_bad_flags_name_the_flag(ckpts, tmp_path, capsys, argv, flag):
-    paths = dict(ckpts, task=str(make_task(tmp_path / "qa")), none=str(tmp_path / "none"),
-                 other=make_ckpt(tmp_path / "other.pt", "ar", task=dict(name="another_task"))[0])
-    with pytest.raises(SystemExit) as e:
-        sample.main([paths.get(a.lower(), a) if a.isupper() else a for a in argv])
-    assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert flag in err and "Traceback" not in err, err
