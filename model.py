@@ -367,10 +367,9 @@ def sample_logits(logits, temperature=0.0, top_k=None, generators=None):
     argmax(logits / temperature + g). The noise is float64: in low precision, near-equal perturbed
     logits tie and bias the choice. With `generators` (one torch.Generator per example), each
     example draws its own noise, so its sample does not depend on the rest of the batch.
-    Every position draws V uniforms, but g is computed only where it can win: no token outside the
-    64 largest logits can beat the top logit's perturbed value if even the largest g of the row
-    would not lift it there; rows where that bound fails take the full computation. The result is
-    the full computation's (the same draws, the same arithmetic), at a fraction of its cost.
+    Every position draws V uniforms, but g is computed only where it can win: a token whose logit,
+    with the largest g of its row, stays below the top logit's perturbed value never wins. The
+    result is the full computation's (the same draws, the same arithmetic), at a fraction of its cost.
     """
     if temperature == 0:
         return logits.argmax(-1)
@@ -385,16 +384,14 @@ def sample_logits(logits, temperature=0.0, top_k=None, generators=None):
             torch.rand(row.shape, generator=g, device=logits.device, dtype=torch.float64, out=row)
     V = logits.size(-1)
     l, u = logits.reshape(-1, V), u.view(-1, V)
-    top = l.topk(min(V, 64), dim=-1)
-    cand = top.indices.sort(-1).values  # ascending ids: ties go to the lowest id, as in argmax
-    z = l.gather(1, cand).double() / temperature + _gumbel(u.gather(1, cand))
-    out = cand.gather(1, z.argmax(-1, keepdim=True))[:, 0]
-    a = top.indices[:, :1]  # the largest logit, a candidate: its z bounds the winner's from below
-    z_a = l.gather(1, a)[:, 0].double() / temperature + _gumbel(u.gather(1, a)[:, 0])
-    bound = top.values[:, -1].double() / temperature + _gumbel(u.max(-1).values)  # any token outside
-    full = (bound + 1e-6 >= z_a).nonzero()[:, 0] if cand.size(1) < V else cand.new_zeros(0)
-    if len(full):
-        out[full] = (l[full].double() / temperature + _gumbel(u[full])).argmax(-1)
+    a = l.argmax(-1, keepdim=True)  # the largest logit: its perturbed value z_a bounds the winner's from below
+    z_a = l.gather(1, a).double() / temperature + _gumbel(u.gather(1, a))
+    floor = (z_a - _gumbel(u.max(-1, keepdim=True).values)) * temperature  # below it, even the row's largest g loses
+    rows, ids = (l >= (floor - 1e-4 * (1 + floor.abs())).float()).nonzero(as_tuple=True)  # a margin: a superset
+    z = l[rows, ids].double() / temperature + _gumbel(u[rows, ids])
+    best = z.new_full((l.size(0),), float("-inf")).scatter_reduce(0, rows, z, "amax")
+    win = z == best[rows]  # ties go to the lowest id, as in argmax
+    out = ids.new_full((l.size(0),), V).scatter_reduce(0, rows[win], ids[win], "amin")
     return out.view(logits.shape[:-1])
 
 
