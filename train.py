@@ -315,7 +315,8 @@ def main(argv=None):
                     data=args.data, step=step, samples_seen=step * args.batch_size, best_val=best_val,
                     best_step=best_step, history=history, git_commit=commit, args=vars(args))
         sidecar = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "config")}
-        sidecar.update(config=asdict(config), val_loss=history[-1]["val_loss"])
+        sidecar.update(config=asdict(config), val_loss=history[-1]["val_loss"],  # no word list or spm model: cat-able
+                       tokenizer={k: v for k, v in ckpt["tokenizer"].items() if k not in ("vocab", "model")})
         save_checkpoint(os.path.join(args.out_dir, "ckpt.pt"), ckpt)
         write_json(os.path.join(args.out_dir, "ckpt.json"), sidecar)
         if improved:  # best.pt: the model to evaluate or fine-tune; only resume needs the optimizer

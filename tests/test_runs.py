@@ -101,6 +101,9 @@ def test_multi30k_pipeline_quick(root, tmp_path, shared_data):
         assert m["count"] == 4 and m["decode_seconds"] > 0  # --limit 4 in --quick
     meta = read_json(out / "data" / "multi30k" / "meta.json")
     assert meta["splits"]["test"] == 1000 and meta["baselines"]["test"]["copy the source"] < 5
+    assert meta["tokenizer"]["name"] == "spm" and meta["tokenizer"]["model"]  # SentencePiece, its model with it
+    side = read_json(out / "pretrain" / "ar" / "best.json")  # a sidecar stays small: no model in it
+    assert side["tokenizer"]["vocab_size"] == meta["tokenizer"]["vocab_size"] and "model" not in side["tokenizer"]
     # the transfer curves: diffusion from scratch and AR2Diff_2 on the same windows, AR2Diff_N from AR2Diff_0
     curves = res["curves"]
     assert [s for s, _ in curves["pretrain"]["diffusion"]] == [0, 2, 4]
@@ -112,7 +115,7 @@ def test_multi30k_pipeline_quick(root, tmp_path, shared_data):
     assert {"pretrain_ar", "pretrain_diffusion", "finetune_ar", "finetune_diffusion"} <= set(res["training_speed"])
     report = (out / "report.md").read_text()
     for needed in ("| AR2Diff_2 |", "## Transfer curves", "## Training speed", "## Diffusion steps",
-                   "sacreBLEU signature", "copy the source", "--quick"):
+                   "sacreBLEU signature", "copy the source", "--quick", "SentencePiece BPE"):
         assert needed in report, needed
     for png in ("transfer.png", "finetune.png", "quality.png"):
         assert (out / png).stat().st_size > 0
