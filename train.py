@@ -40,7 +40,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from data.common import FLOAT0, FRACTION, INT, INT0, write_json
 from data.loader import (OBJECTIVES, auto_target_len, corpus_batch, data_kind, encode_task, epoch_indices,
                          load_corpus, load_task_split, seed_of, task_batch, task_meta)
-from data.tokenizer import TOKENIZERS, get_tokenizer
+from data.tokenizer import TOKENIZERS, brief, get_tokenizer
 from diffusion import NOISES, WEIGHTS, diffusion_loss
 from model import (GPT, PRESETS, GPTConfig, ar_loss, load_checkpoint, peak_flops, save_checkpoint,
                    target_mask)
@@ -315,8 +315,7 @@ def main(argv=None):
                     data=args.data, step=step, samples_seen=step * args.batch_size, best_val=best_val,
                     best_step=best_step, history=history, git_commit=commit, args=vars(args))
         sidecar = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "config")}
-        sidecar.update(config=asdict(config), val_loss=history[-1]["val_loss"],  # no word list or spm model: cat-able
-                       tokenizer={k: v for k, v in ckpt["tokenizer"].items() if k not in ("vocab", "model")})
+        sidecar.update(config=asdict(config), val_loss=history[-1]["val_loss"], tokenizer=brief(ckpt["tokenizer"]))
         save_checkpoint(os.path.join(args.out_dir, "ckpt.pt"), ckpt)
         write_json(os.path.join(args.out_dir, "ckpt.json"), sidecar)
         if improved:  # best.pt: the model to evaluate or fine-tune; only resume needs the optimizer

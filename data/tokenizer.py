@@ -110,16 +110,19 @@ class Tokenizer:
         if "model" in diff:
             diff["model"] = "two different SentencePiece models"
         if state.get("name", state.get("tokenizer")) not in (None, self.name) or diff:
-            brief = {k: v for k, v in state.items() if k not in ("vocab", "model")}
-            raise ValueError(f"{what} was made with tokenizer {brief} but this run uses {self}; "
+            raise ValueError(f"{what} was made with tokenizer {brief(state)} but this run uses {self}; "
                              f"differences (theirs, ours): {diff}")
 
     def __repr__(self):
-        brief = {k: v for k, v in self.state().items() if k not in ("vocab", "model")}
-        return f"Tokenizer({brief})"
+        return f"Tokenizer({brief(self.state())})"
 
 
 TOKENIZERS = ("byte", "gpt2")  # by name alone; "words" and "spm" come with their word list or model
+
+
+def brief(state):
+    """A tokenizer state without its word list or SentencePiece model: for messages and sidecars."""
+    return {k: v for k, v in state.items() if k not in ("vocab", "model")}
 
 
 def _sentencepiece():
@@ -140,15 +143,16 @@ def build_vocab(texts, max_words=4000, min_count=2):
 
 def train_spm(texts, vocab_size=8000):
     """An spm Tokenizer: SentencePiece BPE of `vocab_size` pieces (fewer if `texts`, one sentence
-    each, cannot fill them) trained on `texts`, deterministic (one thread). Byte fallback, no normalization and every space kept, so
-    decode(encode(text)) == text; ids 0 (unk) .. vocab_size-1, no bos/eos/pad of its own (ours follow)."""
+    each, cannot fill them) trained on `texts`, deterministic (one thread). Byte fallback, no
+    normalization and every space kept, so decode(encode(text)) == text; ids 0 (unk) ..
+    vocab_size-1, no bos/eos/pad of its own (ours follow)."""
     import io
     buf = io.BytesIO()
     _sentencepiece().SentencePieceTrainer.train(
         sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size, model_type="bpe",
         byte_fallback=True, character_coverage=1.0, normalization_rule_name="identity",
-        remove_extra_whitespaces=False, split_digits=True, hard_vocab_limit=False, unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
-        num_threads=1, minloglevel=2)
+        remove_extra_whitespaces=False, split_digits=True, hard_vocab_limit=False, unk_id=0, bos_id=-1,
+        eos_id=-1, pad_id=-1, num_threads=1, minloglevel=2)
     return Tokenizer("spm", model=base64.b64encode(buf.getvalue()).decode("ascii"))
 
 

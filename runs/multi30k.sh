@@ -100,8 +100,9 @@ step sweep python runs/quality.py --ckpt "$OUT/finetune/$BEST/$TASK/best.pt" \
 
 SECONDS_TOTAL=$(($(date +%s) - START))
 ROWS="AR=ar,diffusion=diffusion,AR2Diff_0=ar2diff_0,AR2Diff_$ADAPT_STEPS=ar2diff_$ADAPT_STEPS"
+VOCAB=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['tokenizer']['vocab_size'])" "$OUT/data/$TASK/meta.json")
 SETTINGS="seed $SEED; tiny model (4 layers, 128 wide, block $BLOCK; SentencePiece BPE of the Multi30k train examples, \
-vocabulary $(python -c "import json; print(json.load(open('$OUT/data/$TASK/meta.json'))['tokenizer']['vocab_size'])")); pretraining $PRETRAIN_STEPS steps x $PRETRAIN_BATCH windows of $BLOCK tokens, lr $PRETRAIN_LR cosine \
+vocabulary $VOCAB); pretraining $PRETRAIN_STEPS steps x $PRETRAIN_BATCH windows of $BLOCK tokens, lr $PRETRAIN_LR cosine \
 (AR and diffusion alike); AR2Diff_$ADAPT_STEPS: $ADAPT_STEPS more diffusion steps from the AR model at constant lr \
 $ADAPT_LR; fine-tuning on Multi30k train: at most $FINETUNE_STEPS steps x $FINETUNE_BATCH pairs, lr $FINETUNE_LR cosine, \
 target_len $TARGET_LEN, validation loss on $FT_EVAL_EXAMPLES validation pairs every $FT_EVAL steps, patience 3, best checkpoint kept; \
