@@ -180,7 +180,8 @@ def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask",
     so that score is mostly noise there; uniform noise trains every position: the paper's score.
     Returns tokens (B, target_len) and scores (B,); with return_info also a dict: "calls" (model
     forward passes, the prefix pass included), "steps" (denoising steps), "commits" (B*S, steps)
-    tokens committed per step (mask only), "candidates" (B, S, L) and "candidate_scores" (B, S).
+    tokens committed per step (mask only), "candidates" (B, S, L), "candidate_scores" (B, S) and
+    "candidate_logp" (B, S, L): each token's score term, 0 after an EOS block (for other rerankings).
     """
     _check_noise(noise)
     if order not in ORDERS:
@@ -258,7 +259,8 @@ def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask",
     scores = score[torch.arange(B, device=device), best]
     if return_info:
         return out, scores, dict(calls=calls, steps=steps, commits=torch.stack(commits, 1) if commits else None,
-                                 candidates=tokens.view(B, S, L), candidate_scores=score)
+                                 candidates=tokens.view(B, S, L), candidate_scores=score,
+                                 candidate_logp=(logp * decided).view(B, S, L))
     return out, scores
 
 

@@ -145,6 +145,9 @@ def test_mask_sampler_follows_schedule(L, steps, schedule):
     assert (info["commits"] == torch.tensor(counts)).all()  # every candidate, every step
     assert not (info["candidates"] == TOK.mask_id).any()  # no [MASK] left after num_steps
     assert tokens.max() <= TOK.eos_id
+    # one canvas: every position is decided, and the reranking score is their mean committed log-prob
+    assert info["candidate_logp"].shape == info["candidates"].shape and (info["candidate_logp"] <= 0).all()
+    assert torch.allclose(info["candidate_scores"], info["candidate_logp"].mean(-1))
 
 
 def test_random_order_and_uniform_sampler():
