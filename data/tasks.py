@@ -143,11 +143,13 @@ def squad_f1(prediction, gold):
 
 
 def bleu(hypotheses, references):
-    """Corpus BLEU by sacrebleu (default 13a tokenisation, one reference each): score and signature."""
+    """Corpus BLEU by sacrebleu (default 13a tokenisation, one reference each): score, signature, the
+    brevity penalty and the output/reference length ratio (a length problem shows there first)."""
     from sacrebleu.metrics import BLEU
     metric = BLEU()
     result = metric.corpus_score(list(hypotheses), [list(references)])
-    return {"bleu": result.score, "signature": str(metric.get_signature())}
+    return {"bleu": result.score, "signature": str(metric.get_signature()), "bp": result.bp,
+            "length_ratio": result.sys_len / max(1, result.ref_len)}
 
 
 def pass_at_k(n, c, k):

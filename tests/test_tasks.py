@@ -77,7 +77,9 @@ def test_bleu_matches_sacrebleu():
     result = bleu(hyps, refs)
     assert result["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
     assert 0 < result["bleu"] < 100 and "tok:13a" in result["signature"]
-    assert bleu(refs, refs)["bleu"] == pytest.approx(100.0)
+    assert bleu(refs, refs)["bleu"] == pytest.approx(100.0) and bleu(refs, refs)["length_ratio"] == 1.0
+    short = bleu([h.split()[0] for h in hyps], refs)  # one word per sentence: far too short
+    assert short["length_ratio"] < 0.5 and short["bp"] < 0.5
 
 
 def test_wmt_prepare_and_hypothesis_file(shared_data, tmp_path):
