@@ -253,14 +253,15 @@ def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask",
         # commit the block: its clean keys/values into the cache, once (never recomputed)
         first = model.lm_head(model(canvas, P, **run)[:, -1]).float()
         calls += 1
-    score = ((logp * decided).sum(-1) / decided.sum(-1).clamp(min=1)).view(B, S)
+    logp = logp * decided  # a candidate's score terms: none after its EOS block
+    score = (logp.sum(-1) / decided.sum(-1).clamp(min=1)).view(B, S)
     best = score.argmax(-1)  # rerank: keep the candidate with the best score (paper §4.1)
     out = tokens.view(B, S, L)[torch.arange(B, device=device), best]
     scores = score[torch.arange(B, device=device), best]
     if return_info:
         return out, scores, dict(calls=calls, steps=steps, commits=torch.stack(commits, 1) if commits else None,
                                  candidates=tokens.view(B, S, L), candidate_scores=score,
-                                 candidate_logp=(logp * decided).view(B, S, L))
+                                 candidate_logp=logp.view(B, S, L))
     return out, scores
 
 
