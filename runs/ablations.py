@@ -1,12 +1,15 @@
 """
-Collect runs of runs/tiny.sh (+ runs/tiny_ablations.sh), one per seed, into one table per finding with
-every seed's number, so that a reading is stated only where it holds at every seed.
+Collect runs of runs/tiny.sh (+ runs/tiny_ablations.sh), or of runs/multi30k.sh (+
+runs/multi30k_ablations.sh), one per seed, into one table per finding with every seed's number, so that
+a reading is stated only where it holds at every seed.
 
     python runs/ablations.py --runs out/tiny_s1337 out/tiny_s9173 out/tiny_s4242 \
         --adapt_steps 100 --block_len 4 --candidates 1,4,8,16 --out runs/results/tiny_seeds/ablations
+    python runs/ablations.py --runs out/multi30k_s1337 out/multi30k_s9173 --tasks multi30k --candidates "" \
+        --adapt_steps 200 --out runs/results/multi30k_ablations
 
 It reads each run's finetune/<model>/<task>/eval/metrics.json (evaluate.py), the reranking sweep's
-finetune/<model>/translation/eval_samples<S>/metrics.json, and pretrain/<model>/best.json; it writes
+finetune/<model>/<first task>/eval_samples<S>/metrics.json, and pretrain/<model>/best.json; it writes
 <out>.json and <out>.md.
 """
 import argparse
@@ -20,7 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from data.common import atomic_write, write_json  # noqa: E402
 from evaluate import MAIN_METRIC  # noqa: E402
 
-TASKS = ("translation", "qa", "code")
+
+
+NAMES = {"bleu": "BLEU", "f1": "F1", "pass@1": "pass@1"}
 
 
 def load(path):
@@ -35,7 +40,9 @@ def main(argv=None):
     p.add_argument("--runs", nargs="+", required=True, help="output folders of runs/tiny.sh, one per seed")
     p.add_argument("--adapt_steps", type=int, default=100, help="N of the AR2Diff_N rows")
     p.add_argument("--block_len", type=int, default=4, help="K of the AR2Diff-blockK_N row")
-    p.add_argument("--candidates", default="1,4,8,16", help="numbers of candidates of the reranking sweep")
+    p.add_argument("--tasks", default="translation,qa,code", help="the tasks' folder names (columns)")
+    p.add_argument("--candidates", default="1,4,8,16", help="numbers of candidates of the reranking sweep, on "
+                   "the first task ('' for none)")
     p.add_argument("--seconds", type=float, default=None, help="wall time of the ablation recipe (one run)")
     p.add_argument("--out", required=True, help="writes <out>.json and <out>.md")
     args = p.parse_args(argv)
@@ -43,25 +50,29 @@ def main(argv=None):
     rows = {"AR": "ar", "diffusion": "diffusion", "AR2Diff_0": "ar2diff_0", f"AR2Diff_{N}": f"ar2diff_{N}",
             f"AR2Diff-block{K}_{N}": f"ar2diff_block{K}_{N}", f"AR2Diff_{N} (uniform)": f"ar2diff_uniform_{N}"}
     sweep = {"diffusion": "diffusion", f"AR2Diff_{N}": f"ar2diff_{N}", f"AR2Diff-block{K}_{N}": f"ar2diff_block{K}_{N}"}
-    counts = sorted(int(s) for s in args.candidates.split(","))
-    seeds, scores, reranking, adapt_loss = [], {}, {}, {}
+    TASKS = tuple(t for t in args.tasks.split(",") if t)
+    counts = sorted(int(s) for s in args.candidates.split(",") if s)
+    seeds, scores, reranking, adapt_loss, metric = [], {}, {}, {}, {}
     for run in args.runs:
-        data = load(os.path.join(run, "data", "translation", "meta.json")) or {}  # the generator's seed
-        seed = str(data.get("seed", run))
+        data = load(os.path.join(run, "data", TASKS[0], "meta.json")) or {}  # the generator's seed
+        ar = load(os.path.join(run, "pretrain", "ar", "best.json")) or {}  # else the pipeline's
+        seed = str(data.get("seed", ar.get("args", {}).get("seed", run)))
         seeds.append(seed)
         for row, folder in rows.items():
             for task in TASKS:
                 m = load(os.path.join(run, "finetune", folder, task, "eval", "metrics.json"))
+                if m is not None:
+                    metric[task] = MAIN_METRIC[m["metric"]]
                 scores.setdefault(row, {}).setdefault(task, []).append(
                     None if m is None else m[MAIN_METRIC[m["metric"]]])
             side = load(os.path.join(run, "pretrain", folder, "best.json"))
             adapt_loss.setdefault(row, []).append(None if side is None else side.get("val_loss"))
-        for row, folder in sweep.items():
+        for row, folder in sweep.items() if counts else ():
             for S in counts:
-                m = load(os.path.join(run, "finetune", folder, "translation", f"eval_samples{S}", "metrics.json"))
+                m = load(os.path.join(run, "finetune", folder, TASKS[0], f"eval_samples{S}", "metrics.json"))
                 reranking.setdefault(row, {}).setdefault(S, []).append(None if m is None else m["bleu"])
     speed = {seed: load(os.path.join(run, "speed_block.json")) for seed, run in zip(seeds, args.runs)}
-    out = dict(seeds=seeds, scores=scores, reranking=reranking, pretrain_val_loss=adapt_loss, seconds=args.seconds,
+    out = dict(seeds=seeds, tasks=TASKS, metric=metric, scores=scores, reranking=reranking, pretrain_val_loss=adapt_loss, seconds=args.seconds,
                speed=speed)
     write_json(args.out + ".json", out)
 
@@ -73,19 +84,25 @@ def main(argv=None):
         return " / ".join("–" if v is None else f"{v:.1f}" for v in values) + spread
 
     lines = [f"Seeds: {', '.join(map(str, seeds))} (each cell: one number per seed, in this order).", "",
-             "| model | " + " | ".join(f"{t} ({'BLEU' if t == 'translation' else 'F1' if t == 'qa' else 'pass@1'})"
-                                      for t in TASKS) + " |", "|---" * (len(TASKS) + 1) + "|"]
+             "| model | " + " | ".join(f"{t} ({NAMES.get(metric.get(t), metric.get(t))})" for t in TASKS) + " |",
+             "|---" * (len(TASKS) + 1) + "|"]
     lines += [f"| {row} | " + " | ".join(cell(scores[row][t]) for t in TASKS) + " |"
               for row in rows if any(v is not None for t in TASKS for v in scores[row][t])]
-    lines += ["", "Reranking: translation BLEU at 10 steps with S candidates per sentence.", "",
-              "| model | " + " | ".join(f"S = {S}" for S in counts) + " |", "|---" * (len(counts) + 1) + "|"]
-    lines += [f"| {row} | " + " | ".join(cell(reranking[row][S]) for S in counts) + " |" for row in sweep]
+    if counts:
+        lines += ["", f"Reranking: {TASKS[0]} {NAMES.get(metric.get(TASKS[0]))} at 10 steps with S candidates per "
+                  "example.", "", "| model | " + " | ".join(f"S = {S}" for S in counts) + " |",
+                  "|---" * (len(counts) + 1) + "|"]
+        lines += [f"| {row} | " + " | ".join(cell(reranking[row][S]) for S in counts) + " |" for row in sweep]
+    losses = {row: v for row, v in adapt_loss.items() if any(x is not None for x in v)}
+    lines += ["", "Best validation loss of pretraining or adaptation (nats per token; AR: next-token NLL, the "
+              "others: their diffusion loss, a bound on the NLL):", "", "| model | val loss |", "|---|---|"]
+    lines += [f"| {row} | " + " / ".join("–" if x is None else f"{x:.3f}" for x in v) + " |" for row, v in losses.items()]
     for seed, sp in speed.items():
         if sp:
             lines += ["", f"Decoding speed (seed {seed}'s block model; ms per output, speedup over AR):", ""] + \
                 speed_table(sp)
     lines += ["", "Reading (a claim is made only where it holds at every seed):", ""] + \
-        reading(scores, reranking, rows, counts, N, K, len(seeds))
+        reading(scores, reranking, rows, counts, N, K, len(seeds), TASKS)
     text = "\n".join(lines) + "\n"
     atomic_write(args.out + ".md", lambda f: f.write(text))
     print(text)
@@ -106,7 +123,7 @@ def speed_table(speed):
     return out
 
 
-def reading(scores, reranking, rows, counts, N, K, n_seeds):
+def reading(scores, reranking, rows, counts, N, K, n_seeds, TASKS):
     out = []
     full, block, uniform = f"AR2Diff_{N}", f"AR2Diff-block{K}_{N}", f"AR2Diff_{N} (uniform)"
     for a, b, what in ((block, full, f"block (K = {K}) against full conversion"),
@@ -120,7 +137,7 @@ def reading(scores, reranking, rows, counts, N, K, n_seeds):
                             f"{sum(x < y for x, y in pairs)}")
         if text:
             out.append(f"- {what}: {'; '.join(text)}.")
-    for row in reranking:
+    for row in reranking if counts else ():
         one, best = reranking[row][counts[0]], [max((reranking[row][S][i] for S in counts[1:]
                                                      if reranking[row][S][i] is not None), default=None)
                                                 for i in range(n_seeds)]

@@ -34,49 +34,18 @@ while [ $# -gt 0 ]; do
     *) echo "$usage" >&2; exit 2 ;;
   esac
 done
-scaled() { python -c "import sys; print(max(1, round($1 * float(sys.argv[1]))))" "$SCALE"; }
-
-# Budgets (optimizer steps). AR and diffusion pretraining get the same budget; AR2Diff_N continues
-# the AR model for N more diffusion steps (paper: N = 10K or 100K after 1M AR steps).
-PRETRAIN_STEPS=$(scaled 600); ADAPT_STEPS=$(scaled 200); FINETUNE_STEPS=$(scaled 2400)  # 2.6 epochs
-PRETRAIN_BATCH=16; FINETUNE_BATCH=32; BLOCK=128; TARGET_LEN=34  # 97% of the French train captions fit
-PRETRAIN_LR=3e-3; ADAPT_LR=1e-3; FINETUNE_LR=3e-3
-PRE_EVAL=$(scaled 100); DIFF_EVAL=$(scaled 25); FT_EVAL=$(scaled 100)  # validation every this many steps
 # --eval_limit: test sentences scored (default 0: all 1,000); the steps sweep decodes the first 100.
-FT_EVAL_EXAMPLES=256; DATA_FLAGS=()
-if [ "$QUICK" = 1 ]; then
-  PRETRAIN_STEPS=4; ADAPT_STEPS=2; FINETUNE_STEPS=4; PRE_EVAL=2; DIFF_EVAL=2; FT_EVAL=2; FT_EVAL_EXAMPLES=16
-  EVAL_LIMIT=4; SWEEP_LIMIT=2; SWEEP_STEPS=1,2; DATA_FLAGS=(--limit_train 500 --nltk_tokens 5000 --vocab_pieces 400)
-fi
-TASK=multi30k
+source runs/multi30k_settings.sh  # the budgets, COMMON and PRE flags, and the stages both recipes share
+[ "$QUICK" = 1 ] && { SWEEP_LIMIT=2; SWEEP_STEPS=1,2; }
 MODELS=(ar diffusion ar2diff_0 "ar2diff_$ADAPT_STEPS")
 
 source runs/stages.sh
 
-step data python data/multi30k/prepare.py --src "$SHARED/multi30k_enfr" --pretrain_src "$SHARED" \
-  --out_dir "$OUT/data/$TASK" --pretrain_dir "$OUT/data/pretrain" --seed "$SEED" "${DATA_FLAGS[@]}"
-
-COMMON=(--model tiny --block_size "$BLOCK" --seed "$SEED" --eval_batch_size 16)
-# the same fixed validation windows for every pretraining curve: AR, diffusion, AR2Diff_0, AR2Diff_N
-PRE=("${COMMON[@]}" --data "$OUT/data/pretrain" --batch_size "$PRETRAIN_BATCH" --eval_examples 64)
+prepare_data
 pretrain_ar_and_adapt() {
-  step pretrain_ar python train.py "${PRE[@]}" --objective ar --lr "$PRETRAIN_LR" --warmup_steps 50 \
-    --max_steps "$PRETRAIN_STEPS" --eval_interval "$PRE_EVAL" --out_dir "$OUT/pretrain/ar"
-  step adapt_0 python adapt.py --init_from "$OUT/pretrain/ar/best.pt" --steps 0 "${PRE[@]}" \
-    --out_dir "$OUT/pretrain/ar2diff_0"
-  step "adapt_$ADAPT_STEPS" python adapt.py --init_from "$OUT/pretrain/ar/best.pt" --steps "$ADAPT_STEPS" \
-    "${PRE[@]}" --lr "$ADAPT_LR" --warmup_steps 20 --lr_schedule constant \
-    --eval_interval "$DIFF_EVAL" --out_dir "$OUT/pretrain/ar2diff_$ADAPT_STEPS"
-}
-finetune_and_eval() {  # finetune_and_eval MODEL
-  local m=$1 FT="$OUT/finetune/$1/$TASK"
-  step "finetune_$m" python train.py "${COMMON[@]}" --data "$OUT/data/$TASK" \
-    --init_from "$OUT/pretrain/$m/best.pt" --batch_size "$FINETUNE_BATCH" --lr "$FINETUNE_LR" \
-    --lr_schedule cosine --warmup_steps 0 --max_steps "$FINETUNE_STEPS" --eval_interval "$FT_EVAL" \
-    --eval_examples "$FT_EVAL_EXAMPLES" --target_len "$TARGET_LEN" --patience 3 --out_dir "$FT"
-  rm -rf "$FT/eval"  # predictions of an earlier run's model would be resumed, not remade
-  step "eval_$m" python evaluate.py --ckpt "$FT/best.pt" --split test --limit "$EVAL_LIMIT" \
-    --batch_size 50 --out_dir "$FT/eval"
+  pretrain_ar
+  adapt ar2diff_0 0
+  adapt "ar2diff_$ADAPT_STEPS" "$ADAPT_STEPS"
 }
 pretrain_diffusion_and_finetune() {  # the shorter pretraining lane goes on with its fine-tune
   step pretrain_diffusion python train.py "${PRE[@]}" --objective diffusion --noise mask --lr "$PRETRAIN_LR" \

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Ablations of the Multi30k experiment: the same AR model converted another way, same budgets:
+#   bash runs/multi30k_ablations.sh [--seed N] [--out DIR] [--shared DIR] [--scale X] [--eval_limit N] [--quick]
+# 1. AR2Diff-block4_N: a block-diffusion model (blocks of 4 target tokens, BD3-LM / Fast-dLLM v2)
+#    instead of full diffusion, adapted N steps on the corpus, fine-tuned on Multi30k train
+# 2. AR2Diff_N (uniform): the paper's own noise (SUNDAE-style uniform, loss L(1) + L(2))
+# 3. both evaluated on test_2016 as runs/multi30k.sh evaluates its rows; ablations.md and
+#    ablations.json in the output folder (python runs/ablations.py), beside that run's rows when
+#    runs/multi30k.sh has run into the same folder
+# The data and the AR pretraining are runs/multi30k.sh's stages: done once, reused from a finished
+# run in DIR (same seed, same flags), run here otherwise. --quick shrinks every budget (a test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SEED=1337
+OUT=out/multi30k
+SHARED=../shared/data
+SCALE=1
+QUICK=0
+EVAL_LIMIT=0
+usage="usage: bash runs/multi30k_ablations.sh [--seed N] [--out DIR] [--shared DIR] [--scale X] [--eval_limit N] [--quick]"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seed) SEED="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --shared) SHARED="$2"; shift 2 ;;
+    --scale) SCALE="$2"; shift 2 ;;
+    --eval_limit) EVAL_LIMIT="$2"; shift 2 ;;
+    --quick) QUICK=1; shift ;;
+    *) echo "$usage" >&2; exit 2 ;;
+  esac
+done
+source runs/multi30k_settings.sh
+BLOCK_LEN=4
+BLOCK_ROW="ar2diff_block${BLOCK_LEN}_$ADAPT_STEPS"; UNIFORM_ROW="ar2diff_uniform_$ADAPT_STEPS"
+
+source runs/stages.sh
+
+RESUME=1 prepare_data  # a finished multi30k.sh run into $OUT already holds these two stages
+RESUME=1 pretrain_ar
+adapt_and_finetune() {  # adapt_and_finetune NAME ADAPT-FLAGS...: one lane per conversion
+  local m=$1; shift
+  adapt "$m" "$ADAPT_STEPS" "$@"
+  finetune_and_eval "$m"
+}
+lane adapt_and_finetune "$BLOCK_ROW" --block_len "$BLOCK_LEN"
+lane adapt_and_finetune "$UNIFORM_ROW" --noise uniform
+drain
+
+SECONDS_TOTAL=$(($(date +%s) - START))
+step report python runs/ablations.py --runs "$OUT" --tasks "$TASK" --candidates "" --seconds "$SECONDS_TOTAL" \
+  --adapt_steps "$ADAPT_STEPS" --block_len "$BLOCK_LEN" --out "$OUT/ablations"
+echo "done in $((SECONDS_TOTAL / 60))m$((SECONDS_TOTAL % 60))s: $OUT/ablations.md, $OUT/ablations.json"
