@@ -72,7 +72,7 @@ def main(argv=None):
                 m = load(os.path.join(run, "finetune", folder, TASKS[0], f"eval_samples{S}", "metrics.json"))
                 reranking.setdefault(row, {}).setdefault(S, []).append(None if m is None else m["bleu"])
     speed = {seed: load(os.path.join(run, "speed_block.json")) for seed, run in zip(seeds, args.runs)}
-    out = dict(seeds=seeds, tasks=TASKS, metric=metric, scores=scores, reranking=reranking, pretrain_val_loss=adapt_loss, seconds=args.seconds,
+    out = dict(seeds=seeds, tasks=TASKS, metric=metric, rows=rows, scores=scores, reranking=reranking, pretrain_val_loss=adapt_loss, seconds=args.seconds,
                speed=speed)
     write_json(args.out + ".json", out)
 

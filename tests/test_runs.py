@@ -1,5 +1,5 @@
-"""The pipeline scripts, shortened: runs/tiny.sh --quick (then runs/tiny_ablations.sh --quick on its
-output) and runs/multi30k.sh --quick end to end, so the experiments cannot silently break (the budgets
+"""The pipeline scripts, shortened: runs/tiny.sh --quick and runs/multi30k.sh --quick (each followed by
+its ablation recipe on its output) end to end, so the experiments cannot silently break (the budgets
 are tiny: the numbers mean nothing, the plumbing is what is checked)."""
 import os
 import subprocess
@@ -8,7 +8,7 @@ import pytest
 
 from data.common import read_json
 from model import load_checkpoint
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SHARED_DATA
 
 
 def run(cmd, root, **kw):
@@ -88,10 +88,18 @@ def test_tiny_ablations_quick(tiny_quick, root, tmp_path):
     assert read_json(tmp_path / "two.json")["seeds"] == ["3", "3"]
 
 
-def test_multi30k_pipeline_quick(root, tmp_path, shared_data):
-    out = tmp_path / "m30k"
-    p = run(["bash", "runs/multi30k.sh", "--quick", "--seed", "3", "--out", str(out), "--shared", str(shared_data)],
-            root, timeout=900)
+@pytest.fixture(scope="module")
+def m30k_quick(tmp_path_factory):
+    """One `runs/multi30k.sh --quick --seed 3` for the tests of this module: (output folder, process)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real-data test: {SHARED_DATA} is absent (set AR2DIFF_SHARED_DATA)")
+    out = tmp_path_factory.mktemp("runs") / "m30k"
+    return out, run(["bash", "runs/multi30k.sh", "--quick", "--seed", "3", "--out", str(out), "--shared",
+                     str(SHARED_DATA)], ROOT, timeout=900)
+
+
+def test_multi30k_pipeline_quick(m30k_quick):
+    out, p = m30k_quick
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res = read_json(out / "results.json")
     assert res["missing"] == []
@@ -119,6 +127,31 @@ def test_multi30k_pipeline_quick(root, tmp_path, shared_data):
         assert needed in report, needed
     for png in ("transfer.png", "finetune.png", "quality.png"):
         assert (out / png).stat().st_size > 0
+
+
+def test_multi30k_ablations_quick(m30k_quick, root, shared_data):
+    """Block and uniform conversions of the run's own AR model, beside the run's rows; the data and the AR
+    pretraining are reused, not redone."""
+    out, _ = m30k_quick
+    p = run(["bash", "runs/multi30k_ablations.sh", "--quick", "--seed", "3", "--out", str(out), "--shared",
+             str(shared_data)], root, timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "data (done before)" in p.stdout and "pretrain_ar (done before)" in p.stdout
+    block, uniform = (load_checkpoint(out / "pretrain" / m / "best.pt") for m in ("ar2diff_block4_2", "ar2diff_uniform_2"))
+    assert (block["objective"], block["noise"], block["block_len"]) == ("diffusion", "mask", 4)
+    assert (uniform["objective"], uniform["noise"], uniform["block_len"]) == ("diffusion", "uniform", None)
+    res = read_json(out / "ablations.json")
+    assert res["seeds"] == ["3"] and res["tasks"] == ["multi30k"] and res["metric"] == {"multi30k": "bleu"}
+    assert res["reranking"] == {}  # no candidate sweep here
+    for row in ("AR", "diffusion", "AR2Diff_0", "AR2Diff_2", "AR2Diff-block4_2", "AR2Diff_2 (uniform)"):
+        assert res["scores"][row]["multi30k"][0] is not None, row
+    for row in ("AR2Diff-block4_2", "AR2Diff_2 (uniform)"):
+        m = read_json(out / "finetune" / res["rows"][row] / "multi30k" / "eval" / "metrics.json")
+        assert m["count"] == 4 and "tok:13a" in m["signature"]
+    text = (out / "ablations.md").read_text()
+    for needed in ("| AR2Diff-block4_2 |", "| AR2Diff_2 (uniform) |", "multi30k (BLEU)", "block (K = 4) against full",
+                   "mask against uniform noise", "val loss"):
+        assert needed in text, needed
 
 
 def test_multi30k_pipeline_bad_flag_and_missing_data(root, tmp_path):
