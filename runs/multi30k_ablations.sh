@@ -37,7 +37,7 @@ BLOCK_ROW="ar2diff_block${BLOCK_LEN}_$ADAPT_STEPS"; UNIFORM_ROW="ar2diff_uniform
 source runs/stages.sh
 
 RESUME=1 prepare_data  # a finished multi30k.sh run into $OUT already holds these two stages
-RESUME=1 pretrain_ar
+RESUME=1 lane pretrain_ar; drain  # one thread, as multi30k.sh trains it: the same floats on the same CPU
 adapt_and_finetune() {  # adapt_and_finetune NAME ADAPT-FLAGS...: one lane per conversion
   local m=$1; shift
   adapt "$m" "$ADAPT_STEPS" "$@"
