@@ -16,28 +16,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SEED=1337
-OUT=out/multi30k
-SHARED=../shared/data
-SCALE=1
-QUICK=0
-usage="usage: bash runs/multi30k.sh [--seed N] [--out DIR] [--shared DIR] [--scale X] [--eval_limit N] [--quick]"
-EVAL_LIMIT=0; SWEEP_LIMIT=100; SWEEP_STEPS=1,2,5,10,20
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --seed) SEED="$2"; shift 2 ;;
-    --out) OUT="$2"; shift 2 ;;
-    --shared) SHARED="$2"; shift 2 ;;
-    --scale) SCALE="$2"; shift 2 ;;
-    --eval_limit) EVAL_LIMIT="$2"; shift 2 ;;
-    --quick) QUICK=1; shift ;;
-    *) echo "$usage" >&2; exit 2 ;;
-  esac
-done
-# --eval_limit: test sentences scored (default 0: all 1,000); the steps sweep decodes the first 100.
-source runs/multi30k_settings.sh  # the budgets, COMMON and PRE flags, and the stages both recipes share
+source runs/multi30k_settings.sh "$@"  # the flags, budgets and stages both Multi30k recipes share
+SWEEP_LIMIT=100; SWEEP_STEPS=1,2,5,10,20  # the steps sweep decodes the first 100 test sentences
 [ "$QUICK" = 1 ] && { SWEEP_LIMIT=2; SWEEP_STEPS=1,2; }
-MODELS=(ar diffusion ar2diff_0 "ar2diff_$ADAPT_STEPS")
 
 source runs/stages.sh
 

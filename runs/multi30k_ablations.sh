@@ -12,25 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SEED=1337
-OUT=out/multi30k
-SHARED=../shared/data
-SCALE=1
-QUICK=0
-EVAL_LIMIT=0
-usage="usage: bash runs/multi30k_ablations.sh [--seed N] [--out DIR] [--shared DIR] [--scale X] [--eval_limit N] [--quick]"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --seed) SEED="$2"; shift 2 ;;
-    --out) OUT="$2"; shift 2 ;;
-    --shared) SHARED="$2"; shift 2 ;;
-    --scale) SCALE="$2"; shift 2 ;;
-    --eval_limit) EVAL_LIMIT="$2"; shift 2 ;;
-    --quick) QUICK=1; shift ;;
-    *) echo "$usage" >&2; exit 2 ;;
-  esac
-done
-source runs/multi30k_settings.sh
+source runs/multi30k_settings.sh "$@"
 BLOCK_LEN=4
 BLOCK_ROW="ar2diff_block${BLOCK_LEN}_$ADAPT_STEPS"; UNIFORM_ROW="ar2diff_uniform_$ADAPT_STEPS"
 

@@ -1,6 +1,19 @@
-# The Multi30k experiment's budgets and stages, shared by runs/multi30k.sh and
-# runs/multi30k_ablations.sh (sourced, not run). Needs SEED, OUT, SHARED, SCALE, QUICK and EVAL_LIMIT;
-# `step` comes from stages.sh.
+# The Multi30k experiment's flags, budgets and stages, shared by runs/multi30k.sh and
+# runs/multi30k_ablations.sh (sourced with the script's arguments, not run); `step` comes from stages.sh.
+SEED=1337; OUT=out/multi30k; SHARED=../shared/data; SCALE=1; QUICK=0
+EVAL_LIMIT=0  # test sentences scored (0: all 1,000)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seed) SEED="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --shared) SHARED="$2"; shift 2 ;;
+    --scale) SCALE="$2"; shift 2 ;;
+    --eval_limit) EVAL_LIMIT="$2"; shift 2 ;;
+    --quick) QUICK=1; shift ;;
+    *) echo "usage: bash $0 [--seed N] [--out DIR] [--shared DIR] [--scale X] [--eval_limit N] [--quick]" >&2
+       exit 2 ;;
+  esac
+done
 scaled() { python -c "import sys; print(max(1, round($1 * float(sys.argv[1]))))" "$SCALE"; }
 # Budgets (optimizer steps). AR and diffusion pretraining get the same budget; AR2Diff_N continues
 # the AR model for N more diffusion steps (paper: N = 10K or 100K after 1M AR steps).
