@@ -43,6 +43,8 @@ def main(argv=None):
     p.add_argument("--tasks", default="translation,qa,code", help="the tasks' folder names (columns)")
     p.add_argument("--candidates", default="1,4,8,16", help="numbers of candidates of the reranking sweep, on "
                    "the first task ('' for none)")
+    p.add_argument("--results", nargs="+", help="one results.json (runs/report.py) per run: rows its folder "
+                   "lacks are read from it (e.g. a committed report of the run that trained the same AR model)")
     p.add_argument("--seconds", type=float, default=None, help="wall time of the ablation recipe (one run)")
     p.add_argument("--out", required=True, help="writes <out>.json and <out>.md")
     args = p.parse_args(argv)
@@ -53,27 +55,45 @@ def main(argv=None):
     TASKS = tuple(t for t in args.tasks.split(",") if t)
     counts = sorted(int(s) for s in args.candidates.split(",") if s)
     seeds, scores, reranking, adapt_loss, metric = [], {}, {}, {}, {}
-    for run in args.runs:
+    if args.results and len(args.results) != len(args.runs):
+        p.error(f"--results: one results.json per --runs folder ({len(args.runs)}), got {len(args.results)}")
+    taken, same_ar, decoding = [], {}, {}  # (seed, row, results.json) of every row read from a report instead of the run folder
+    for i, run in enumerate(args.runs):
+        report = load(args.results[i]) if args.results else None
+        if args.results and report is None:
+            p.error(f"--results: {args.results[i]} does not exist")
         data = load(os.path.join(run, "data", TASKS[0], "meta.json")) or {}  # the generator's seed
         ar = load(os.path.join(run, "pretrain", "ar", "best.json")) or {}  # else the pipeline's
         seed = str(data.get("seed", ar.get("args", {}).get("seed", run)))
         seeds.append(seed)
+        if report and ar:  # rows from a report pair with this folder's rows only if the AR model is the same
+            theirs = report["pretrain"].get("AR", {}).get("val_loss")
+            same_ar[seed] = (theirs, ar.get("val_loss"), theirs == ar.get("val_loss"))
         for row, folder in rows.items():
             for task in TASKS:
                 m = load(os.path.join(run, "finetune", folder, task, "eval", "metrics.json"))
+                if m is None and report and task in report["results"].get(row, {}):
+                    m = report["results"][row][task]
+                    taken.append((seed, row, args.results[i]))
                 if m is not None:
                     metric[task] = MAIN_METRIC[m["metric"]]
                 scores.setdefault(row, {}).setdefault(task, []).append(
                     None if m is None else m[MAIN_METRIC[m["metric"]]])
+                decoding.setdefault(row, {}).setdefault(task, []).append(None if m is None else dict(
+                    ms=1e3 * m["decode_seconds"] / m["examples"] if m.get("examples") else None,
+                    length_ratio=m.get("length_ratio")))
             side = load(os.path.join(run, "pretrain", folder, "best.json"))
+            if side is None and report:
+                side = report["pretrain"].get(row)
             adapt_loss.setdefault(row, []).append(None if side is None else side.get("val_loss"))
         for row, folder in sweep.items() if counts else ():
             for S in counts:
                 m = load(os.path.join(run, "finetune", folder, TASKS[0], f"eval_samples{S}", "metrics.json"))
                 reranking.setdefault(row, {}).setdefault(S, []).append(None if m is None else m["bleu"])
     speed = {seed: load(os.path.join(run, "speed_block.json")) for seed, run in zip(seeds, args.runs)}
-    out = dict(seeds=seeds, tasks=TASKS, metric=metric, rows=rows, scores=scores, reranking=reranking, pretrain_val_loss=adapt_loss, seconds=args.seconds,
-               speed=speed)
+    out = dict(seeds=seeds, tasks=TASKS, metric=metric, rows=rows, scores=scores, reranking=reranking,
+               pretrain_val_loss=adapt_loss, decoding=decoding, seconds=args.seconds, speed=speed, taken_from_results=taken,
+               same_ar_model=same_ar)
     write_json(args.out + ".json", out)
 
     def cell(values):
@@ -83,10 +103,25 @@ def main(argv=None):
         spread = f" (mean {statistics.mean(got):.1f})" if len(got) > 1 else ""
         return " / ".join("–" if v is None else f"{v:.1f}" for v in values) + spread
 
-    lines = [f"Seeds: {', '.join(map(str, seeds))} (each cell: one number per seed, in this order).", "",
-             "| model | " + " | ".join(f"{t} ({NAMES.get(metric.get(t), metric.get(t))})" for t in TASKS) + " |",
-             "|---" * (len(TASKS) + 1) + "|"]
+    sources = sorted({(row, path) for _, row, path in taken})
+    lines = [f"Seeds: {', '.join(map(str, seeds))} (each cell: one number per seed, in this order)."]
+    lines += [f"Read from {path}: {', '.join(r for r, q in sources if q == path)}." for path in dict.fromkeys(
+        q for _, q in sources)]
+    lines += [f"Seed {seed}: the AR model of the report and of the run folder "
+              f"{'are the same' if same else 'DIFFER'} (best validation loss {a!r} / {b!r})."
+              for seed, (a, b, same) in same_ar.items()]
+    lines += ["", "| model | " + " | ".join(f"{t} ({NAMES.get(metric.get(t), metric.get(t))})" for t in TASKS) + " |",
+              "|---" * (len(TASKS) + 1) + "|"]
     lines += [f"| {row} | " + " | ".join(cell(scores[row][t]) for t in TASKS) + " |"
+              for row in rows if any(v is not None for t in TASKS for v in scores[row][t])]
+    fmt = lambda d, key, f: "–" if d is None or d.get(key) is None else f.format(d[key])  # noqa: E731
+    lines += ["", "Decoding: ms per test example (evaluate.py's decode_seconds / examples; the load of the machine "
+              "while it ran is not recorded) and the output/reference length ratio (BLEU tasks).", "",
+              "| model | " + " | ".join(f"{t}: ms | {t}: length ratio" for t in TASKS) + " |",
+              "|---" * (2 * len(TASKS) + 1) + "|"]
+    lines += [f"| {row} | " + " | ".join(" / ".join(fmt(d, "ms", "{:.0f}") for d in decoding[row][t]) + " | " +
+                                        " / ".join(fmt(d, "length_ratio", "{:.2f}") for d in decoding[row][t])
+                                        for t in TASKS) + " |"
               for row in rows if any(v is not None for t in TASKS for v in scores[row][t])]
     if counts:
         lines += ["", f"Reranking: {TASKS[0]} {NAMES.get(metric.get(TASKS[0]))} at 10 steps with S candidates per "

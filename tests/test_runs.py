@@ -2,6 +2,7 @@
 its ablation recipe on its output) end to end, so the experiments cannot silently break (the budgets
 are tiny: the numbers mean nothing, the plumbing is what is checked)."""
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -129,7 +130,7 @@ def test_multi30k_pipeline_quick(m30k_quick):
         assert (out / png).stat().st_size > 0
 
 
-def test_multi30k_ablations_quick(m30k_quick, root, shared_data):
+def test_multi30k_ablations_quick(m30k_quick, root, shared_data, tmp_path):
     """Block and uniform conversions of the run's own AR model, beside the run's rows; the data and the AR
     pretraining are reused, not redone."""
     out, _ = m30k_quick
@@ -152,6 +153,20 @@ def test_multi30k_ablations_quick(m30k_quick, root, shared_data):
     for needed in ("| AR2Diff-block4_2 |", "| AR2Diff_2 (uniform) |", "multi30k (BLEU)", "block (K = 4) against full",
                    "mask against uniform noise", "val loss"):
         assert needed in text, needed
+    # a folder with the ablation rows alone takes the other rows from the run's results.json, and says so
+    alone = tmp_path / "alone"
+    for sub in ("pretrain/ar", "finetune/ar2diff_block4_2/multi30k/eval"):
+        shutil.copytree(out / sub, alone / sub)
+    p = run(["python", "runs/ablations.py", "--runs", str(alone), "--results", str(out / "results.json"), "--tasks",
+             "multi30k", "--candidates", "", "--adapt_steps", "2", "--out", str(tmp_path / "alone")], root, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = read_json(tmp_path / "alone.json")
+    assert got["scores"] == {**res["scores"], "AR2Diff_2 (uniform)": {"multi30k": [None]}}
+    assert {row for _, row, _ in got["taken_from_results"]} == {"AR", "diffusion", "AR2Diff_0", "AR2Diff_2"}
+    assert list(got["same_ar_model"].values())[0][2] is True and "are the same" in p.stdout
+    p = run(["python", "runs/ablations.py", "--runs", str(alone), "--results", str(tmp_path / "none.json"),
+             "--out", str(tmp_path / "x")], root, timeout=300)
+    assert p.returncode == 2 and "none.json does not exist" in p.stderr
 
 
 def test_multi30k_pipeline_bad_flag_and_missing_data(root, tmp_path):
