@@ -6,7 +6,7 @@ a reading is stated only where it holds at every seed.
     python runs/ablations.py --runs out/tiny_s1337 out/tiny_s9173 out/tiny_s4242 \
         --adapt_steps 100 --block_len 4 --candidates 1,4,8,16 --out runs/results/tiny_seeds/ablations
     python runs/ablations.py --runs out/multi30k_s1337 out/multi30k_s9173 --tasks multi30k --candidates "" \
-        --adapt_steps 200 --out runs/results/multi30k_ablations
+        --adapt_steps 200 --out runs/results/multi30k_ablations/ablations
 
 It reads each run's finetune/<model>/<task>/eval/metrics.json (evaluate.py), the reranking sweep's
 finetune/<model>/<first task>/eval_samples<S>/metrics.json, and pretrain/<model>/best.json; it writes
@@ -22,8 +22,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from data.common import atomic_write, write_json  # noqa: E402
 from evaluate import MAIN_METRIC  # noqa: E402
-
-
 
 NAMES = {"bleu": "BLEU", "f1": "F1", "pass@1": "pass@1"}
 
@@ -57,7 +55,7 @@ def main(argv=None):
     seeds, scores, reranking, adapt_loss, metric = [], {}, {}, {}, {}
     if args.results and len(args.results) != len(args.runs):
         p.error(f"--results: one results.json per --runs folder ({len(args.runs)}), got {len(args.results)}")
-    taken, same_ar, decoding = [], {}, {}  # (seed, row, results.json) of every row read from a report instead of the run folder
+    taken, same_ar, decoding = [], {}, {}  # taken: (seed, row, results.json) of each row read from a report
     for i, run in enumerate(args.runs):
         report = load(args.results[i]) if args.results else None
         if args.results and report is None:
@@ -92,8 +90,8 @@ def main(argv=None):
                 reranking.setdefault(row, {}).setdefault(S, []).append(None if m is None else m["bleu"])
     speed = {seed: load(os.path.join(run, "speed_block.json")) for seed, run in zip(seeds, args.runs)}
     out = dict(seeds=seeds, tasks=TASKS, metric=metric, rows=rows, scores=scores, reranking=reranking,
-               pretrain_val_loss=adapt_loss, decoding=decoding, seconds=args.seconds, speed=speed, taken_from_results=taken,
-               same_ar_model=same_ar)
+               pretrain_val_loss=adapt_loss, decoding=decoding, seconds=args.seconds, speed=speed,
+               taken_from_results=taken, same_ar_model=same_ar)
     write_json(args.out + ".json", out)
 
     def cell(values):
@@ -112,8 +110,8 @@ def main(argv=None):
               for seed, (a, b, same) in same_ar.items()]
     lines += ["", "| model | " + " | ".join(f"{t} ({NAMES.get(metric.get(t), metric.get(t))})" for t in TASKS) + " |",
               "|---" * (len(TASKS) + 1) + "|"]
-    lines += [f"| {row} | " + " | ".join(cell(scores[row][t]) for t in TASKS) + " |"
-              for row in rows if any(v is not None for t in TASKS for v in scores[row][t])]
+    shown = [row for row in rows if any(v is not None for t in TASKS for v in scores[row][t])]
+    lines += [f"| {row} | " + " | ".join(cell(scores[row][t]) for t in TASKS) + " |" for row in shown]
     fmt = lambda d, key, f: "–" if d is None or d.get(key) is None else f.format(d[key])  # noqa: E731
     lines += ["", "Decoding: ms per test example (evaluate.py's decode_seconds / examples; the load of the machine "
               "while it ran is not recorded) and the output/reference length ratio (BLEU tasks).", "",
@@ -121,8 +119,7 @@ def main(argv=None):
               "|---" * (2 * len(TASKS) + 1) + "|"]
     lines += [f"| {row} | " + " | ".join(" / ".join(fmt(d, "ms", "{:.0f}") for d in decoding[row][t]) + " | " +
                                         " / ".join(fmt(d, "length_ratio", "{:.2f}") for d in decoding[row][t])
-                                        for t in TASKS) + " |"
-              for row in rows if any(v is not None for t in TASKS for v in scores[row][t])]
+                                        for t in TASKS) + " |" for row in shown]
     if counts:
         lines += ["", f"Reranking: {TASKS[0]} {NAMES.get(metric.get(TASKS[0]))} at 10 steps with S candidates per "
                   "example.", "", "| model | " + " | ".join(f"S = {S}" for S in counts) + " |",
@@ -131,7 +128,8 @@ def main(argv=None):
     losses = {row: v for row, v in adapt_loss.items() if any(x is not None for x in v)}
     lines += ["", "Best validation loss of pretraining or adaptation (nats per token; AR: next-token NLL, the "
               "others: their diffusion loss, a bound on the NLL):", "", "| model | val loss |", "|---|---|"]
-    lines += [f"| {row} | " + " / ".join("–" if x is None else f"{x:.3f}" for x in v) + " |" for row, v in losses.items()]
+    lines += [f"| {row} | " + " / ".join("–" if x is None else f"{x:.3f}" for x in v) + " |"
+              for row, v in losses.items()]
     for seed, sp in speed.items():
         if sp:
             lines += ["", f"Decoding speed (seed {seed}'s block model; ms per output, speedup over AR):", ""] + \
@@ -172,7 +170,7 @@ def reading(scores, reranking, rows, counts, N, K, n_seeds, TASKS):
                             f"{sum(x < y for x, y in pairs)}")
         if text:
             out.append(f"- {what}: {'; '.join(text)}.")
-    for row in reranking if counts else ():
+    for row in reranking:
         one, best = reranking[row][counts[0]], [max((reranking[row][S][i] for S in counts[1:]
                                                      if reranking[row][S][i] is not None), default=None)
                                                 for i in range(n_seeds)]

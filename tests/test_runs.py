@@ -138,7 +138,8 @@ def test_multi30k_ablations_quick(m30k_quick, root, shared_data, tmp_path):
              str(shared_data)], root, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "data (done before)" in p.stdout and "pretrain_ar (done before)" in p.stdout
-    block, uniform = (load_checkpoint(out / "pretrain" / m / "best.pt") for m in ("ar2diff_block4_2", "ar2diff_uniform_2"))
+    block, uniform = (load_checkpoint(out / "pretrain" / m / "best.pt")
+                      for m in ("ar2diff_block4_2", "ar2diff_uniform_2"))
     assert (block["objective"], block["noise"], block["block_len"]) == ("diffusion", "mask", 4)
     assert (uniform["objective"], uniform["noise"], uniform["block_len"]) == ("diffusion", "uniform", None)
     res = read_json(out / "ablations.json")
