@@ -8,15 +8,13 @@ Generate (diffusion.decode: flags left out take the paper's settings, §4.1; one
     python sample.py --ckpt out/diff.pt --prompt_file prompt.txt --num_steps 20 --num_outputs 3
     python sample.py --ckpt out/ar.pt --prompt "def add(a, b):" --temperature 0.8 --top_k 40
 
-Speed (`python sample.py --compare --help` lists its flags; random weights of a preset, as timing does not depend
-on the weights, or --ckpt; every output has exactly `length` tokens; --block_len K adds block diffusion,
---num_steps steps per block of K tokens; --compile compiles both sides alike, model.compile_for_decoding, and the
-"first s" column then holds the compilation):
+Speed (`sample.py --compare --help`: its flags; random weights of a preset, as timing does not depend on them, or
+--ckpt; every output has exactly `length` tokens; --block_len K adds block diffusion, --num_steps steps per block;
+--compile compiles both sides alike, model.compile_for_decoding, and the "first s" column then holds compilation):
     python sample.py --compare --preset tiny --tokenizer byte --lengths 64,128,256 \
         --num_steps 10,20,50 --threshold 0.9 --json out/speed.json --plot out/speed.png
     python sample.py --compare --preset tiny --lengths 64,128,256 --num_steps 2,4 --block_len 4,16 --plot out/block.png
-    python sample.py --compare --preset gpt2 --tokenizer gpt2 --block_size 4112 --device cuda \
-        --lengths 64,128,256,512,1024,2048,4096 --num_steps 10,20,50 --json out/gpt2.json --plot out/gpt2.png
+At gpt2 shape on a GPU, up to 4,096 tokens: runs/gpu_check.sh.
 """
 import argparse
 import copy
@@ -43,30 +41,27 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 INTS = flag_type(lambda s: [int(v) for v in s.split(",")], lambda v: min(v) >= 1, "must be integers >= 1")
 PROB = flag_type(float, lambda v: 0 < v <= 1, "must be in (0, 1]")
 PROBS = flag_type(lambda s: [float(v) for v in s.split(",")], lambda v: all(0 < x <= 1 for x in v), "must be in (0, 1]")
-DEVICE = flag_type(torch.device, lambda d: d.type != "cuda" or torch.cuda.is_available(), "must be cpu or a CUDA device")
+DEVICE = flag_type(torch.device, lambda d: d.type != "cuda" or torch.cuda.is_available(), "must be cpu or cuda[:N]")
 
 
 def get_args(argv=None, timing=False, sweep=False):
-    """The parser of one job and its parsed args. Generating takes one value per sampler flag and
-    leaves unset ones None (decode's defaults: the paper's); --compare (timing) takes lists of steps,
-    lengths and block lengths; runs/quality.py (sweep) adds its own flags to the same core."""
+    """(parser, argv) of one job. Generating: one value per sampler flag, None if unset (decode's default: the
+    paper's); --compare (timing): lists of steps, lengths, block lengths; runs/quality.py (sweep) adds flags."""
     argv = sys.argv[1:] if argv is None else list(argv)
     timing = timing or "--compare" in argv
     cuda, many = torch.cuda.is_available(), timing or sweep
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     if not sweep:
-        p.add_argument("--compare", action="store_true", help="time AR vs diffusion decoding instead "
-                       "(python sample.py --compare --help: its flags)")
+        p.add_argument("--compare", action="store_true", help="time AR vs diffusion decoding (--compare --help)")
     p.add_argument("--ckpt", help="checkpoint" + (" (default: random weights of --preset)" if timing else ""))
     p.add_argument("--temperature", type=FLOAT0, help="default: AR 0 (greedy), diffusion 0.2 (paper)")
-    p.add_argument("--num_steps", "--steps", type=INTS if many else INT, help="diffusion steps, per block (default "
-                   + ("10,20,50)" if timing else "1,2,5,10,20)" if sweep else "10, the paper's)"))
+    p.add_argument("--num_steps", "--steps", type=INTS if many else INT, help="diffusion steps, per block (default: "
+                   + ("10,20,50" if timing else "1,2,5,10,20" if sweep else "10, the paper's") + ")")
     p.add_argument("--num_samples", type=INT, help=f"diffusion candidates reranked per output ({1 if timing else 8})")
     p.add_argument("--order", choices=ORDERS, help="mask noise: unmasking order (default confidence)")
     p.add_argument("--schedule", choices=SCHEDULES, help="mask noise: tokens per step (default linear)")
     p.add_argument("--threshold", type=PROBS if sweep else PROB, help="mask noise, adaptive: also unmask tokens "
-                   "above this probability (default off)" + ("; several, each capped at the most --num_steps" if
-                                                             sweep else ""))
+                   "above this probability (default off)" + ("; a list, at most max(--num_steps)" if sweep else ""))
     if timing:
         p.add_argument("--preset", choices=list(PRESETS), help="random weights: shape (default tiny)")
         p.add_argument("--tokenizer", choices=TOKENIZERS, help="random weights (default byte)")
@@ -85,16 +80,14 @@ def get_args(argv=None, timing=False, sweep=False):
     if many:
         p.add_argument("--batch_size", type=INT, default=1, help="examples decoded together")
         p.add_argument("--repeats", type=INT, default=3 if timing else 1, help="timed runs; the median is kept")
-        p.add_argument("--warmup", type=int, default=1, help="untimed runs first" + (" (of the whole split)" if sweep
-                                                                                      else ""))
+        p.add_argument("--warmup", type=int, default=1, help="untimed runs first")
         p.add_argument("--plot", help="write a PNG plot of the results (needs matplotlib)")
     p.add_argument("--json", help="write the results" + ("" if many else " (the output texts)") + " to this JSON file")
     p.add_argument("--seed", type=int, default=0, help="random seed" + ("" if many else " (output i: seed + i)"))
     p.add_argument("--device", type=DEVICE, default="cuda" if cuda else "cpu", help="cpu|cuda|cuda:N")
     p.add_argument("--dtype", choices=list(DTYPES), default="bfloat16" if cuda else "float32", help="weights, caches")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile (default: CUDA)")
-    p.add_argument("--compile_mode", choices=COMPILE_MODES, help="torch.compile mode (default: torch's; "
-                   "reduce-overhead: CUDA graphs)")
+    p.add_argument("--compile_mode", choices=COMPILE_MODES, help="torch.compile's (reduce-overhead: CUDA graphs)")
     return p, argv
 
 
@@ -135,12 +128,6 @@ def load(p, args, flag="ckpt", objective=None):
     return model, tok, ckpt
 
 
-def check_length(p, flag, n_prompt, length, block_size, hint=""):
-    if n_prompt + length > block_size:
-        p.error(f"{flag}: the prompt ({n_prompt} tokens) + {length} output tokens exceed the model's "
-                f"block_size {block_size}{hint}")
-
-
 def generate(p, args, model, tok, ckpt):
     """Decode --num_outputs outputs of the prompt as the checkpoint says; print them; returns their texts."""
     args.target_len = args.target_len or ckpt.get("target_len") or 64
@@ -149,7 +136,8 @@ def generate(p, args, model, tok, ckpt):
     except (OSError, UnicodeDecodeError) as e:
         p.error(f"--prompt_file: {e}")
     ids = (tok.encode(text) if text else []) or [tok.eos_id]  # no prompt: EOS, which ends documents
-    check_length(p, "--target_len", len(ids), args.target_len, model.config.block_size)
+    if len(ids) + args.target_len > (n := model.config.block_size):
+        p.error(f"--target_len {args.target_len} + the prompt's {len(ids)} tokens exceed the model's block_size {n}")
     prefix, prefix_len = pad_batch([ids] * args.num_outputs, tok.eos_id, args.device)
     gens = make_generators([args.seed + i for i in range(args.num_outputs)], args.device)  # same for any B
     given = {k: getattr(args, k) for k in SAMPLER}  # None: decode's default (the paper's)
@@ -162,32 +150,27 @@ def generate(p, args, model, tok, ckpt):
           given.items() if v is not None] + [f"{args.target_len} tokens", f"seed {args.seed}", f"{calls} calls"]))
     texts = [tok.decode(row) for row in cut_at_eos(out, tok.eos_id)]
     for i, text in enumerate(texts):
-        print(f"--- output {i}" + ("" if scores is None else f" (mean log-prob {scores[i]:.3f})") + " ---")
-        print(text)
+        print(f"--- output {i}" + ("" if scores is None else f" (mean log-prob {scores[i]:.3f})") + f" ---\n{text}")
     return texts
 
 
 def timed(fn, repeats, warmup, device):
-    """(median seconds of `repeats` runs of fn(), their results, seconds of the very first run: with
-    torch.compile, compilation included) after `warmup` untimed runs."""
+    """(median seconds of `repeats` runs of fn() after `warmup` untimed ones, their results, the first's seconds)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     times, results = [], []
-    for i in range(warmup + repeats):
+    for _ in range(warmup + repeats):
         sync()
         t0 = time.perf_counter()
-        out = fn()
+        results.append(fn())
         sync()  # CUDA kernels run asynchronously: wait for them before reading the clock
         times.append(time.perf_counter() - t0)
-        if i >= warmup:
-            results.append(out)
-    return statistics.median(times[warmup:]), results, times[0]
+    return statistics.median(times[warmup:]), results[warmup:], times[0]
 
 
 def plot(path, lines, xticks=None, **axes):
     """A PNG of `lines` (label, x, y, style, a name per point or None), log x; matplotlib is imported here."""
-    import matplotlib
-    matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
+    plt.switch_backend("Agg")  # no display needed
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for label, x, y, style, names in lines:
         ax.plot(x, y, style, label=label, ms=14 if "*" in style else 6)
@@ -205,15 +188,15 @@ def plot(path, lines, xticks=None, **axes):
 
 def describe(args, model, keys):
     """`keys` of args and the settings that every timed point shares."""
-    return dict({k: getattr(args, k) for k in keys}, n_params=model.num_params(), config=asdict(model.config),
-                seed=args.seed, dtype=args.dtype, compile=args.compile, device=str(args.device),
-                torch=torch.__version__, device_name=torch.cuda.get_device_name(args.device) if
-                args.device.type == "cuda" else f"CPU {platform.machine()}, threads={torch.get_num_threads()}")
+    name = (torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else
+            f"CPU {platform.machine()}, threads={torch.get_num_threads()}")
+    return dict({k: getattr(args, k) for k in (*keys, "seed", "dtype", "compile")}, n_params=model.num_params(),
+                config=asdict(model.config), device=str(args.device), torch=torch.__version__, device_name=name)
 
 
 def compare(p, args, model, tok, ckpt):
-    """Latency of AR, full and block diffusion on the same model and prefix, per length: rows {length, ar, diffusion:
-    {S}, threshold: {S}, block: {"KxS"}} of {latency_s, calls, tokens_per_s, per_call_s, speedup (not AR)}."""
+    """Latency of AR, full and block diffusion on one model and prefix: rows {length, ar, diffusion: {S}, threshold:
+    {S}, block: {"KxS"}} of {latency_s, first_s, calls, tokens_per_s, per_call_s, speedup (not AR)}."""
     trained = ckpt or {}
     if ckpt and (given := [f"--{f}" for f in ("preset", "tokenizer", "block_size") if getattr(args, f)]):
         p.error(f"{', '.join(given)} cannot be used with --ckpt: the checkpoint fixes the model")
@@ -221,11 +204,11 @@ def compare(p, args, model, tok, ckpt):
     if args.noise == "uniform" and (given := [f"--{f}" for f in MASK_ONLY if getattr(args, f) is not None]):
         p.error(f"{', '.join(given)} cannot be used with uniform noise (mask noise only)")
     args.block_len = args.block_len or ([trained["block_len"]] if trained.get("block_len") else [])
-    args.num_steps, args.num_samples = args.num_steps or [10, 20, 50], args.num_samples or 1  # one candidate each
-    for k in ("temperature", "order", "schedule"):
-        setattr(args, k, PAPER[k] if getattr(args, k) is None else getattr(args, k))
-    check_length(p, "--lengths", args.prompt_len, max(args.lengths), model.config.block_size,
-                 "" if ckpt else " (raise --block_size)")
+    for k, default in dict(PAPER, num_steps=[10, 20, 50], num_samples=1).items():  # unless given: one candidate each
+        setattr(args, k, default if getattr(args, k) is None else getattr(args, k))
+    if args.prompt_len + max(args.lengths) > model.config.block_size:
+        p.error(f"--lengths: --prompt_len {args.prompt_len} + {max(args.lengths)} output tokens exceed block_size "
+                f"{model.config.block_size}" + ("" if ckpt else " (raise --block_size)"))
     B, device, g = args.batch_size, args.device, torch.Generator().manual_seed(args.seed)
     prefix = torch.randint(tok.n_ordinary, (B, args.prompt_len), generator=g).to(device)  # content: no matter
     prefix_len = torch.full((B,), args.prompt_len, device=device)
@@ -282,13 +265,12 @@ def compare(p, args, model, tok, ckpt):
 
 def main(argv=None):
     p, argv = get_args(argv)
-    compare_mode = "--compare" in argv
-    args = parse(p, argv, "for --compare" if compare_mode else "for generating (--compare has its own)")
-    if not args.ckpt and not compare_mode:
+    args = parse(p, argv, "for --compare" if "--compare" in argv else "for generating (--compare has its own)")
+    if not args.ckpt and not args.compare:
         p.error("--ckpt is needed to generate (--compare needs none)")
     model, tok, ckpt = load(p, args)
     with torch.no_grad():
-        result = (compare if compare_mode else generate)(p, args, model, tok, ckpt)
+        result = (compare if args.compare else generate)(p, args, model, tok, ckpt)
     if args.json:
         write_json(args.json, result)
     return result

@@ -164,6 +164,7 @@ def test_block_checkpoint_decodes_as_trained(ckpts, capsys):
     ("mask", ["--threshold", "1.5"], "--threshold"),
     ("mask", ["--temperature", "-1"], "--temperature"),
     ("mask", ["--target_len", "60", "--prompt", "Hello"], "--target_len"),
+    ("ar", ["--target_len", "64"], "--target_len"),
     ("uniform", ["--threshold", "0.5"], "--threshold"),
     ("block", ["--top_k", "5"], "--top_k"),
     ("block", ["--block_len", "8"], "--block_len"),
