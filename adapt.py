@@ -30,10 +30,11 @@ import sys
 from dataclasses import asdict
 
 import train
+from data.common import load_checkpoint, save_checkpoint
 from data.loader import data_kind
 from data.tokenizer import get_tokenizer
 from diffusion import NOISES
-from model import GPT, load_checkpoint, save_checkpoint
+from model import GPT
 
 parser = argparse.ArgumentParser(description="AR2Diff: convert an AR checkpoint to diffusion, adapt it N steps.",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -25,12 +25,12 @@ import zlib
 
 import torch
 
-from data.common import atomic_write, read_json, write_json
+from data.common import atomic_write, load_checkpoint, read_json, write_json
 from data.loader import encode_task, pad_batch
 from data.tasks import load_split, load_task, read_predictions, score
 from data.tokenizer import get_tokenizer
 from diffusion import ORDERS, SCHEDULES, cut_at_eos, decode
-from model import compile_for_decoding, load_checkpoint, make_generators, model_from_checkpoint
+from model import compile_for_decoding, make_generators, model_from_checkpoint
 
 MAIN_METRIC = {"bleu": "bleu", "squad": "f1", "pass@k": "pass@1"}
 TABLE_ROWS = ("AR", "diffusion", "AR2Diff_0")  # then every AR2Diff_N, in order

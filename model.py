@@ -32,7 +32,6 @@ a block is read from the clean copy (the last token of the block before, or of t
     gpt2 = GPT.from_pretrained("gpt2")                                         # needs transformers
 """
 import math
-import os
 from dataclasses import dataclass
 
 import torch
@@ -51,10 +50,6 @@ PRESETS = {
     "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280, block_size=1024),
     "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600, block_size=1024),
 }
-
-# Dense bf16 peak FLOP/s by device name, for MFU (datasheet numbers, no sparsity).
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12,
-              "4090": 165e12, "3090": 71e12}
 
 
 @dataclass
@@ -427,42 +422,6 @@ def ar_loss(model, idx, prefix_len, seq_len):
     logits = model(idx, prefix_len, seq_len, mode="ar")
     labels = idx[:, 1:].masked_fill(~target_mask(prefix_len, seq_len, idx.size(1))[:, 1:], -1)
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-1)
-
-
-def peak_flops(device):
-    """Dense bf16 peak of a CUDA device by name (None when unknown or on CPU: no MFU then)."""
-    if torch.device(device).type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
-
-
-def save_checkpoint(path, ckpt):
-    """torch.save into a temp file beside `path`, then rename: a crash leaves the old file intact."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def load_checkpoint(path, device="cpu"):
-    """A checkpoint dict; its model state has `_orig_mod.` / `module.` prefixes stripped."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # torch's own message runs to many lines: its kind is enough here
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
-        raise ValueError(f"{path}: not an ar2diff checkpoint (needs 'model' and 'config')")
-    ckpt["model"] = {k.removeprefix("_orig_mod.").removeprefix("module."): v
-                     for k, v in ckpt["model"].items()}
-    return ckpt
 
 
 def model_from_checkpoint(ckpt, device="cpu"):

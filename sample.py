@@ -29,12 +29,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data.common import FLOAT0, INT, atomic_write, flag_type, write_json
+from data.common import FLOAT0, INT, atomic_write, flag_type, load_checkpoint, write_json
 from data.loader import pad_batch
 from data.tokenizer import TOKENIZERS, get_tokenizer
 from diffusion import MASK_ONLY, NOISES, ORDERS, PAPER, SCHEDULES, cut_at_eos, decode, diffusion_generate
-from model import (COMPILE_MODES, PRESETS, GPT, GPTConfig, compile_for_decoding, load_checkpoint, make_generators,
-                   model_from_checkpoint)
+from model import COMPILE_MODES, PRESETS, GPT, GPTConfig, compile_for_decoding, make_generators, model_from_checkpoint
 
 SAMPLER = ("top_k", "temperature", "num_samples", "order", "schedule", "num_steps", "threshold")  # decode()'s
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

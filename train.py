@@ -37,13 +37,16 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from data.common import FLOAT0, FRACTION, INT, INT0, write_json
+from data.common import FLOAT0, FRACTION, INT, INT0, load_checkpoint, save_checkpoint, write_json
 from data.loader import (OBJECTIVES, auto_target_len, corpus_batch, data_kind, encode_task, epoch_indices,
                          load_corpus, load_task_split, seed_of, task_batch, task_meta)
 from data.tokenizer import TOKENIZERS, brief, get_tokenizer
 from diffusion import NOISES, WEIGHTS, diffusion_loss
-from model import (GPT, PRESETS, GPTConfig, ar_loss, load_checkpoint, peak_flops, save_checkpoint,
-                   target_mask)
+from model import GPT, PRESETS, GPTConfig, ar_loss, target_mask
+
+# Dense bf16 peak FLOP/s by device name, for MFU (datasheet numbers, no sparsity).
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12,
+              "4090": 165e12, "3090": 71e12}
 
 parser = argparse.ArgumentParser(description="Train a prefix LM (ar or diffusion) on a corpus or a task.",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -111,6 +114,14 @@ def lr_at(step, args):
     decay = args.decay_steps or args.max_steps
     t = min(1.0, (step - args.warmup_steps) / max(1, decay - args.warmup_steps))
     return min_lr + 0.5 * (1 + math.cos(math.pi * t)) * (args.lr - min_lr)
+
+
+def peak_flops(device):
+    """Dense bf16 peak of a CUDA device by name (None when unknown or on CPU: no MFU then)."""
+    if torch.device(device).type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
 
 
 def git_commit():

@@ -1,6 +1,6 @@
 """
 Small I/O helpers shared by every data/*/prepare.py and by the scripts: atomic writes (a crash
-never leaves a half-written file), jsonl reading with errors that name the file and line, token
+never leaves a half-written file; checkpoints too), jsonl reading with errors that name the file and line, token
 .bin files, downloads checked by sha256, and bad command-line input reported in one line (argparse
 types that name the flag, `cli` for a script's main).
 """
@@ -38,6 +38,27 @@ def atomic_write(path, write_fn, mode="w"):
 
 def write_json(path, obj):
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n"))
+
+
+def save_checkpoint(path, ckpt):
+    """torch.save through atomic_write: a crash mid-save leaves the previous checkpoint intact."""
+    import torch
+    atomic_write(path, lambda f: torch.save(ckpt, f), mode="wb")
+
+
+def load_checkpoint(path, device="cpu"):
+    """A checkpoint dict; its model state has `_orig_mod.` / `module.` prefixes stripped."""
+    import torch
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch's own message runs to many lines: its kind is enough here
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
+        raise ValueError(f"{path}: not an ar2diff checkpoint (needs 'model' and 'config')")
+    ckpt["model"] = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
+    return ckpt
 
 
 def write_jsonl(path, rows):

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 
-from model import GPT, MODES, PRESETS, GPTConfig, peak_flops  # noqa: E402
+from model import GPT, MODES, PRESETS, GPTConfig  # noqa: E402
+from train import peak_flops  # noqa: E402
 
 
 def main(argv=None):

@@ -15,7 +15,6 @@ record (<out>/transfer.png: diffusion from scratch against AR2Diff_N on the same
 findings by fixed rules, so it says what the numbers say, whichever way they go.
 """
 import argparse
-import json
 import os
 import platform
 import re
@@ -82,7 +81,7 @@ def main():
     if missing:
         lines.append(f"**Missing results:** {', '.join(missing)}.")
     lines += ["", "## Results (test split)", "", markdown_table(results), ""]
-    lines += [f"Metric per task: " + ", ".join(f"{t}: {MAIN_METRIC[metas[t].get('metric', 'bleu')]}"
+    lines += ["Metric per task: " + ", ".join(f"{t}: {MAIN_METRIC[metas[t].get('metric', 'bleu')]}"
                                                 for t in tasks) + " (percent; BLEU by sacreBLEU)."]
     extra = []
     for row, per in results.items():

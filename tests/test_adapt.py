@@ -7,8 +7,9 @@ import torch
 
 import adapt
 import train
+from data.common import load_checkpoint
 from data.tokenizer import get_tokenizer
-from model import load_checkpoint, model_from_checkpoint
+from model import model_from_checkpoint
 from tests.tiny_data import one_thread, tiny_flags, write_tiny_corpus, write_tiny_task  # noqa: F401 (autouse fixture)
 
 TOK = get_tokenizer("byte")

@@ -7,14 +7,14 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import adapt
 import evaluate
 import train
+from data.common import load_checkpoint
 from data.tokenizer import get_tokenizer
 from diffusion import commit_schedule, diffusion_generate, diffusion_loss
-from model import GPT, GPTConfig, ar_loss, load_checkpoint, make_generators, target_mask
+from model import GPT, GPTConfig, ar_loss, make_generators, target_mask
 from tests.test_evaluate import make_task
 from tests.tiny_data import one_thread, tiny_flags, write_tiny_corpus, write_tiny_task  # noqa: F401 (autouse fixture)
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import evaluate
-from data.common import write_json, write_jsonl
+from data.common import save_checkpoint, write_json, write_jsonl
 from data.tokenizer import get_tokenizer
-from model import GPT, GPTConfig, save_checkpoint
+from model import GPT, GPTConfig
 
 TOK = get_tokenizer("byte")
 

@@ -7,8 +7,7 @@ import subprocess
 
 import pytest
 
-from data.common import read_json
-from model import load_checkpoint
+from data.common import load_checkpoint, read_json
 from tests.conftest import ROOT, SHARED_DATA
 
 

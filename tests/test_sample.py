@@ -5,8 +5,9 @@ import pytest
 import torch
 
 import sample
+from data.common import save_checkpoint
 from data.tokenizer import get_tokenizer
-from model import GPT, GPTConfig, save_checkpoint
+from model import GPT, GPTConfig
 
 TOK = get_tokenizer("byte")
 CONFIG = dict(vocab_size=TOK.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=32)
