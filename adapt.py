@@ -79,7 +79,8 @@ def convert(init_from, noise, block_len=None):
         changes.append("[MASK] embedding: left as it is (uniform noise never uses [MASK])")
     changes.append(f"optimizer state, step ({ckpt.get('step', 0)}) and validation history: dropped (a new stage)")
     return dict(model=state, config=ckpt["config"], tokenizer=tok.state(), objective="diffusion", noise=noise,
-                block_len=block_len, step=0, converted_from=init_from, source_step=ckpt.get("step"), changes=changes), changes
+                block_len=block_len, step=0, converted_from=init_from, source_step=ckpt.get("step"),
+                changes=changes), changes
 
 
 def main(argv=None):

@@ -63,9 +63,9 @@ def _randint(high, shape, generators, device):
 def corrupt(idx, target, rate, noise, tok, generator=None):
     """
     Corrupt target positions of idx (B, T). target (B, T) bool marks the positions that may be
-    corrupted; rate (B,) or (B, T) is each sequence's (or position's) corruption probability. Returns (noisy idx, corrupted)
-    where corrupted (B, T) bool marks the positions that were replaced (a `uniform` replacement may
-    draw the original token: it still counts as corrupted, as in SUNDAE).
+    corrupted; rate (B,) or (B, T) is each sequence's (or position's) corruption probability.
+    Returns (noisy idx, corrupted) where corrupted (B, T) bool marks the positions that were replaced
+    (a `uniform` replacement may draw the original token: it still counts as corrupted, as in SUNDAE).
     """
     _check_noise(noise)
     u = torch.rand(idx.shape, device=idx.device, generator=generator)
@@ -281,8 +281,8 @@ def decode(model, trained, prefix, prefix_len, target_len, tok, generators=None,
     """
     if trained.get("objective") not in ("ar", "diffusion") or (trained["objective"] == "diffusion" and
                                                                trained.get("noise") not in NOISES):
-        raise ValueError(f"the model records objective {trained.get('objective')!r} and noise {trained.get('noise')!r}: "
-                         f"expected ar, or diffusion with a noise of {NOISES}")
+        raise ValueError(f"the model records objective {trained.get('objective')!r} and noise "
+                         f"{trained.get('noise')!r}: expected ar, or diffusion with a noise of {NOISES}")
     given = [k for k, v in dict(sampler, top_k=top_k).items() if v is not None]
     ar = trained["objective"] == "ar"
     wrong = [k for k in given if (k != "top_k") == ar or (trained.get("noise") == "uniform" and k in MASK_ONLY)]

@@ -235,7 +235,8 @@ class GPT(nn.Module):
         Tp = T // 2 if two_copies else T  # distinct positions
         limit = self.config.block_size if cache is None else cache.capacity
         if Tp > limit:
-            raise ValueError(f"sequence of {Tp} tokens exceeds the {'block_size' if cache is None else 'cache capacity'} {limit}")
+            what = "block_size" if cache is None else "cache capacity"
+            raise ValueError(f"sequence of {Tp} tokens exceeds the {what} {limit}")
         device = idx.device
         start = torch.zeros(B, dtype=torch.long, device=device) if start is None else start
         pos = start[:, None] + torch.arange(T, device=device) % Tp  # (B, T) absolute positions
@@ -245,7 +246,8 @@ class GPT(nn.Module):
             zeros = torch.zeros(B, dtype=torch.long, device=device)
             prefix_len = zeros if prefix_len is None else prefix_len
             seq_len = start + Tp if seq_len is None else seq_len
-            k_pos = torch.arange(T, device=device) % Tp if cache is None else torch.arange(cache.capacity, device=device)
+            k_pos = (torch.arange(T, device=device) % Tp if cache is None
+                     else torch.arange(cache.capacity, device=device))
             noisy = torch.arange(T, device=device) >= Tp if two_copies else None
             mask = attention_mask(pos, k_pos, prefix_len, seq_len, mode, block_len, noisy, noisy)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))

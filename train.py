@@ -294,8 +294,9 @@ def main(argv=None):
         if kind == "corpus" else f"task {task['name']}: {len(rows):,} train / {len(val_rows):,} validation rows, "
         f"{cut} train targets cut to target_len") + f" | tokenizer {tok.name}")
     weighting = f" ({args.loss_weight} weight)" if noise == "mask" else ""
-    log(f"objective: {objective} | noise: {noise or '-'}{weighting} | block_len: {block_len or '-'} | target_len: {target_len or '-'} | "
-        f"validation: {sum(len(b[0]) for b in val_set)} fixed {'windows' if kind == 'corpus' else 'rows'}")
+    log(f"objective: {objective} | noise: {noise or '-'}{weighting} | block_len: {block_len or '-'} | "
+        f"target_len: {target_len or '-'} | validation: {sum(len(b[0]) for b in val_set)} fixed "
+        f"{'windows' if kind == 'corpus' else 'rows'}")
     log(f"batch: {args.batch_size} sequences x {'~' if kind == 'task' else ''}{seq_tokens:.0f} tokens = "
         f"{args.batch_size * seq_tokens:,.0f} tokens per step | micro-batch {micro} x {world} process(es) x "
         f"{accum} accumulation step(s)")
@@ -322,7 +323,8 @@ def main(argv=None):
 
     def save(improved):
         ckpt = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), config=asdict(config),
-                    tokenizer=tok.state(), objective=objective, noise=noise, block_len=block_len, target_len=target_len, task=task,
+                    tokenizer=tok.state(), objective=objective, noise=noise, block_len=block_len,
+                    target_len=target_len, task=task,
                     data=args.data, step=step, samples_seen=step * args.batch_size, best_val=best_val,
                     best_step=best_step, history=history, git_commit=commit, args=vars(args))
         sidecar = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "config")}

@@ -42,7 +42,8 @@ class Tokenizer:
         elif name == "words":
             if not vocab:
                 raise ValueError("the words tokenizer needs its word list: it comes from the corpus that built it "
-                                 "(meta.json) or from a checkpoint, e.g. python data/embedded/prepare.py --tokenizer words")
+                                 "(meta.json) or from a checkpoint, e.g. "
+                                 "python data/embedded/prepare.py --tokenizer words")
             self.vocab = list(vocab)
             self._ids = {w: 256 + i for i, w in enumerate(self.vocab)}
             self._pieces = [bytes([b]) for b in range(256)] + [w.encode("utf-8") for w in self.vocab]

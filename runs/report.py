@@ -1,8 +1,8 @@
 """
 Collect a pipeline run (runs/tiny.sh, runs/multi30k.sh, runs/small_gpu.sh) into results.json and report.md.
 
-    python runs/report.py --out out/tiny --models AR=ar,diffusion=diffusion,AR2Diff_0=ar2diff_0,AR2Diff_200=ar2diff_200 \
-        --tasks translation,qa,code --seconds 512
+    python runs/report.py --out out/tiny --tasks translation,qa,code --seconds 512 \
+        --models AR=ar,diffusion=diffusion,AR2Diff_0=ar2diff_0,AR2Diff_200=ar2diff_200
     python runs/report.py --out out/multi30k --models ... --tasks multi30k --curves --quality out/multi30k/quality.json
 
 It reads <out>/finetune/<model>/<task>/eval/metrics.json (evaluate.py), the pretraining checkpoints'
@@ -206,9 +206,10 @@ def transfer_curves(out, models):
     AR2Diff_N (the same fixed held-out windows and noise draw), the fine-tuning runs; and for each N the
     diffusion steps from scratch needed to reach AR2Diff_N's validation loss. Writes the two PNGs."""
     pre = {row: history(os.path.join(out, "pretrain", folder, "ckpt.json")) for row, folder in models.items()}
-    fine = {row: history(os.path.join(out, "finetune", folder, task, "ckpt.json"))
-            for row, folder in models.items() for task in sorted(os.listdir(os.path.join(out, "finetune", folder)))
-            if os.path.isdir(os.path.join(out, "finetune", folder, task))} if os.path.isdir(os.path.join(out, "finetune")) else {}
+    ft = os.path.join(out, "finetune")
+    fine = {row: history(os.path.join(ft, folder, task, "ckpt.json"))
+            for row, folder in models.items() for task in sorted(os.listdir(os.path.join(ft, folder)))
+            if os.path.isdir(os.path.join(ft, folder, task))} if os.path.isdir(ft) else {}
     scratch = pre.get("diffusion") or []
     saved = {}
     for row, curve in pre.items():
@@ -287,7 +288,8 @@ def quality_table(q):
             f"batch {s['batch_size']}, temperature {s['temperature']}, {s['num_samples']} candidates; latency per "
             "example (`quality.png`).", "", f"| decoder | model calls | ms per example | {s['metric']} |",
             "|---|---|---|---|"]
-    rows += [f"| {p['label']} | {p['calls']:.3g} | {p['latency_s'] * 1e3:.1f} | {p['value']:.1f} |" for p in q["points"]]
+    rows += [f"| {p['label']} | {p['calls']:.3g} | {p['latency_s'] * 1e3:.1f} | {p['value']:.1f} |"
+             for p in q["points"]]
     return "\n".join(rows)
 
 

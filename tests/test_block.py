@@ -130,7 +130,8 @@ def test_cached_block_decoding_equals_recomputing(K, steps):
         assert tokens[b, : len(ref[b])].tolist() == ref[b].tolist()
     torch.testing.assert_close(scores, ref_scores, rtol=1e-5, atol=1e-5)
     sizes = [min(K, L - lo) for lo in range(0, L, K)]
-    # model calls: the prefix pass, the canvas passes of each block (none for one token), a commit per block but the last
+    # model calls: the prefix pass, the canvas passes of each block (none for one token), a commit per block
+    # but the last
     assert info["calls"] == 1 + sum(min(steps, n) for n in sizes if n > 1) + len(sizes) - 1
 
 
@@ -171,7 +172,8 @@ def test_outputs_stop_after_their_eos_block_and_match_alone():
 def test_more_candidates_rerank_by_commit_log_prob():
     """The kept candidate is the one whose committed tokens were, on average, the likeliest."""
     model = small_model(2)
-    prefix, P = torch.randint(0, TOK.n_ordinary, (2, 4), generator=torch.Generator().manual_seed(6)), torch.tensor([4, 4])
+    prefix = torch.randint(0, TOK.n_ordinary, (2, 4), generator=torch.Generator().manual_seed(6))
+    P = torch.tensor([4, 4])
     with torch.no_grad():
         tokens, scores, info = diffusion_generate(model, prefix, P, 8, TOK, num_steps=4, temperature=1.0, num_samples=5,
                                                   block_len=4, generators=make_generators([1, 2], "cpu"),

@@ -81,7 +81,8 @@ def test_interrupted_run_continues(tmp_path, monkeypatch):
     (out / "predictions.jsonl").write_text(lines[0] + "\n" + lines[1][:9])  # killed mid-write
     decoded = []
     real = evaluate.predict
-    monkeypatch.setattr(evaluate, "predict", lambda m, c, t, rows, a, cb, metric=None: decoded.extend(rows) or real(m, c, t, rows, a, cb, metric))
+    monkeypatch.setattr(evaluate, "predict", lambda m, c, t, rows, a, cb, metric=None:
+                        decoded.extend(rows) or real(m, c, t, rows, a, cb, metric))
     again = evaluate.main(args + ["--out_dir", str(out)])
     assert len(decoded) == 4  # only the examples without a complete line
     assert sorted(read_preds(out), key=lambda p: p["id"]) == sorted(reference, key=lambda p: p["id"])

@@ -64,7 +64,8 @@ def test_tiny_ablations_quick(tiny_quick, root, tmp_path):
     p = run(["bash", "runs/tiny_ablations.sh", "--quick", "--seed", "3", "--out", str(out)], root, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert f"{out}/ablations.md" in p.stdout
-    block, uniform = (load_checkpoint(out / "pretrain" / m / "best.pt") for m in ("ar2diff_block4_2", "ar2diff_uniform_2"))
+    block, uniform = (load_checkpoint(out / "pretrain" / m / "best.pt")
+                      for m in ("ar2diff_block4_2", "ar2diff_uniform_2"))
     assert (block["objective"], block["noise"], block["block_len"]) == ("diffusion", "mask", 4)
     assert (uniform["objective"], uniform["noise"], uniform["block_len"]) == ("diffusion", "uniform", None)
     res = read_json(out / "ablations.json")

@@ -89,7 +89,8 @@ car cars voiture f T | apple apples pomme f F | cake cakes gateau m F
 ADJECTIVES = "red rouge rouge | green vert verte | black noir noire | big grand grande"
 # Verbs: English 3rd person singular and plural, French singular and plural, object classes
 # ("-": intransitive). Subjects are always people or animals.
-VERBS = "sees see voit voient PATF | likes like aime aiment PATF | eats eat mange mangent F | sleeps sleep dort dorment -"
+VERBS = ("sees see voit voient PATF | likes like aime aiment PATF | eats eat mange mangent F | "
+         "sleeps sleep dort dorment -")
 NUMBERS = {"two": "deux", "three": "trois"}
 NAMES = "Ann Bob Leo Mia Sam Zoe Eva Max Tom Ida Ben Lea".split()
 # The values of the facts: ten of each kind, so the answer is read from the context, not guessed
@@ -565,7 +566,8 @@ def prepare(args, command=""):
 
     baselines = {
         "translation": {s: translation_baselines(lex, splits_of["translation"][s]) for s in ("validation", "test")},
-        "qa": {s: qa_baselines(splits_of["qa"]["train"], splits_of["qa"][s], args.people) for s in ("validation", "test")},
+        "qa": {s: qa_baselines(splits_of["qa"]["train"], splits_of["qa"][s], args.people)
+               for s in ("validation", "test")},
         "code": {s: {"empty_function_pass_rate": 0.0} for s in ("validation", "test")},
     }
     notes = {

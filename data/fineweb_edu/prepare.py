@@ -62,7 +62,8 @@ def documents(paths):
 
 def local_files(src):
     if os.path.isdir(src):
-        paths = sorted(p for ext in (".parquet", ".jsonl", ".jsonl.gz") for p in glob.glob(os.path.join(src, "*" + ext)))
+        paths = sorted(p for ext in (".parquet", ".jsonl", ".jsonl.gz")
+                       for p in glob.glob(os.path.join(src, "*" + ext)))
     else:
         paths = [src] if os.path.exists(src) else []
     if not paths:

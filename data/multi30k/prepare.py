@@ -120,7 +120,8 @@ def rows_of(en, fr):
 def baselines(en, fr):
     """Trivial BLEU baselines: the English source copied, the empty output."""
     from data.tasks import bleu
-    return {"copy the source": round(bleu(en, fr)["bleu"], 2), "empty output": round(bleu([""] * len(fr), fr)["bleu"], 2)}
+    return {"copy the source": round(bleu(en, fr)["bleu"], 2),
+            "empty output": round(bleu([""] * len(fr), fr)["bleu"], 2)}
 
 
 # ---------------------------------------------------------------------------------------------
