@@ -1,8 +1,8 @@
 """
 Small I/O helpers shared by every data/*/prepare.py and by the scripts: atomic writes (a crash
-never leaves a half-written file; checkpoints too), jsonl reading with errors that name the file and line, token
-.bin files, downloads checked by sha256, and bad command-line input reported in one line (argparse
-types that name the flag, `cli` for a script's main).
+never leaves a half-written file; checkpoints too), jsonl reading with errors that name the file and
+line, token .bin files, downloads checked by sha256, and bad command-line input reported in one line
+(argparse types that name the flag, `cli` for a script's main).
 """
 import argparse
 import gzip

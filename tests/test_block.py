@@ -130,8 +130,8 @@ def test_cached_block_decoding_equals_recomputing(K, steps):
         assert tokens[b, : len(ref[b])].tolist() == ref[b].tolist()
     torch.testing.assert_close(scores, ref_scores, rtol=1e-5, atol=1e-5)
     sizes = [min(K, L - lo) for lo in range(0, L, K)]
-    # model calls: the prefix pass, the canvas passes of each block (none for one token), a commit per block
-    # but the last
+    # model calls: the prefix pass, the canvas passes of each block (none for one token), and a commit
+    # per block but the last
     assert info["calls"] == 1 + sum(min(steps, n) for n in sizes if n > 1) + len(sizes) - 1
 
 

@@ -227,7 +227,8 @@ def test_cli_forms_and_errors(root):
         r = subprocess.run([sys.executable, *cmd, "--help"], cwd=root, env=env, capture_output=True, text=True)
         assert r.returncode == 0 and "python" in r.stdout, (cmd, r.stderr)
     argv = ["data/embedded/prepare.py", "--mix", "english=0.5", "--out_dir", "/nonexistent"]
-    r = subprocess.run([sys.executable, *argv], cwd=root, env=env, capture_output=True, text=True)  # refused first
+    # refused before anything is written
+    r = subprocess.run([sys.executable, *argv], cwd=root, env=env, capture_output=True, text=True)
     assert r.returncode != 0 and "--mix" in r.stderr and "Traceback" not in r.stderr
 
 

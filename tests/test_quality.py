@@ -42,8 +42,9 @@ def test_sweep_scores_like_evaluate(tmp_path, capsys):
     assert data == json.loads(json.dumps(result))
     s, points = data["settings"], data["points"]
     assert s["task"] == "toy_qa" and s["metric"] == "f1" and s["examples"] == 4 and s["num_samples"] == 2
-    assert [(q["decoder"], q["num_steps"], q["threshold"]) for q in points] == [("diffusion", 1, None),
-        ("diffusion", 4, None), ("threshold", 4, 0.5), ("threshold", 4, 0.9), ("AR", None, None)]
+    assert [(q["decoder"], q["num_steps"], q["threshold"]) for q in points] == [
+        ("diffusion", 1, None), ("diffusion", 4, None), ("threshold", 4, 0.5), ("threshold", 4, 0.9),
+        ("AR", None, None)]
     for q in points:
         assert q["metric"] == "f1" and q["latency_s"] > 0
         assert q["latency_s"] == pytest.approx(q["total_s"] / 4, rel=1e-12)
