@@ -430,8 +430,3 @@ def model_from_checkpoint(ckpt, device="cpu"):
     model = GPT(GPTConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["model"])
     return model.to(device)
-
-
-if __name__ == "__main__":  # the training-speed benchmark (runs/model_bench.py): python model.py --preset tiny
-    from runs.model_bench import main
-    main()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures in at most ~8 minutes on one H100/H200, compilation included:
 #   bash runs/gpu_check.sh [--out DIR] [--shared DIR] [--data DIR] [--cudagraphs] [--cpu]
-# 1. mfu       python model.py: forward+backward tokens/s and MFU at gpt2 shape, sequence 1024, bf16,
+# 1. mfu       python runs/model_bench.py: forward+backward tokens/s and MFU at gpt2 shape, sequence 1024, bf16,
 #              compiled, objectives ar and diffusion (prefix-LM masks, as training uses them)
 # 2. speed     sample.py --compare at gpt2 shape, 64 ... 4096 output tokens, 10/20/50 steps, both sides
 #              compiled (static KV cache: the AR step compiled at two lengths, reused at all); speed_eager: both
@@ -57,7 +57,7 @@ else
   CG=(--lengths 64,128,256,512,1024)
 fi
 
-step mfu python model.py "${DEV[@]}" "${MFU[@]}" --modes ar,diffusion --json "$OUT/mfu.json"
+step mfu python runs/model_bench.py "${DEV[@]}" "${MFU[@]}" --modes ar,diffusion --json "$OUT/mfu.json"
 step speed python sample.py --compare "${DEV[@]}" "${SPEED[@]}" --compile \
   --json "$OUT/speed.json" --plot "$OUT/speed.png"
 step speed_eager python sample.py --compare "${DEV[@]}" "${SPEED[@]}" "${EAGER[@]}" --no-compile \

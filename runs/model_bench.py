@@ -2,8 +2,8 @@
 Benchmark: forward+backward tokens/s (and MFU on CUDA) of a model.py preset in `ar`, `diffusion` and
 `block` mode (block: the two copies of each sequence, so its tokens/s counts the sequence's own tokens).
 
-    python model.py --preset tiny                                    # CPU (model.py runs this)
-    python model.py --preset gpt2 --seq_len 1024 --batch_size 16 --device cuda --dtype bfloat16 --compile
+    python runs/model_bench.py --preset tiny                         # CPU
+    python runs/model_bench.py --preset gpt2 --seq_len 1024 --batch_size 16 --device cuda --dtype bfloat16 --compile
 """
 import argparse
 import os
