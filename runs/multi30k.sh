@@ -3,62 +3,82 @@
 #   bash runs/multi30k.sh [--seed N] [--out DIR] [--shared DIR] [--scale X] [--eval_limit N] [--quick]
 # 1. Multi30k En->Fr (train / validation / test = test_2016_flickr) and a pretraining corpus of real
 #    monolingual English + French text (data/multi30k/prepare.py; --shared holds the local copies)
-# 2. pretrain a tiny AR model and, with the same budget, a diffusion model from scratch
-# 3. AR2Diff_0 (convert only) and AR2Diff_N (N diffusion steps on the corpus), from the AR model
-# 4. fine-tune AR, diffusion, AR2Diff_0 and AR2Diff_N on Multi30k train, keeping the checkpoint of
-#    best validation loss (early stopping)
-# 5. evaluate them on test_2016 with the paper's decoding (diffusion: 10 steps, temperature 0.2, 8
-#    candidates reranked; AR greedy): sacreBLEU against the raw references
-# 6. sweep the diffusion steps (1, 2, 5, 10, 20) of the best diffusion row against latency, then write
-#    report.md, results.json and the plots (transfer curves, fine-tuning curves, steps sweep)
+# 2. pretrain a tiny AR model and, with the same budget, a diffusion model from scratch; AR2Diff-block4_N
+#    (--block8: and AR2Diff-block8_N): N block-diffusion steps on the corpus from the AR model
+# 3. fine-tune AR on Multi30k train (real references), then distil it: the fine-tuned AR model decodes
+#    the train inputs greedily into a distilled copy of the task (runs/distill.py; validation and test
+#    keep the real references)
+# 4. fine-tune on the distilled train set: diffusion from scratch and AR2Diff-block4_N (and block8);
+#    AR2Diff-block4_N on the real references too, in the lane that waits for the AR model; every
+#    fine-tune keeps the checkpoint of best validation loss (early stopping), all with the same budget
+# 5. evaluate them on test_2016 and on validation with the paper's decoding (diffusion: 10 steps,
+#    temperature 0.2, 8 candidates reranked; AR greedy): sacreBLEU against the raw references
+# 6. the quality-against-latency front of the rows (runs/pareto.py), then report.md, results.json and
+#    the plots
 # --scale X multiplies every training budget (for machines with more time); --quick shrinks
 # everything to a plumbing check (CI runs it as a test): the numbers then mean nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source runs/multi30k_settings.sh "$@"  # the flags, budgets and stages both Multi30k recipes share
-SWEEP_LIMIT=100; SWEEP_STEPS=1,2,5,10,20  # the steps sweep decodes the first 100 test sentences
-[ "$QUICK" = 1 ] && { SWEEP_LIMIT=2; SWEEP_STEPS=1,2; }
+B1_LIMIT=50  # the front's batch-1 latencies are timed on the first 50 test sentences
+[ "$QUICK" = 1 ] && B1_LIMIT=2
+BLOCK4="ar2diff_block4_$ADAPT_STEPS"; BLOCK8_ROW="ar2diff_block8_$ADAPT_STEPS"
+VAL_EVAL=1  # every row is scored on validation too (settings are chosen there, never on test)
 
 source runs/stages.sh
 
 prepare_data
-pretrain_ar_and_adapt() {
-  pretrain_ar
-  adapt ar2diff_0 0
-  adapt "ar2diff_$ADAPT_STEPS" "$ADAPT_STEPS"
+lane pretrain_ar; AR_LANE=$LANE_PID
+lane step pretrain_diffusion python train.py "${PRE[@]}" --objective diffusion --noise mask --lr "$PRETRAIN_LR" \
+  --warmup_steps 50 --max_steps "$PRETRAIN_STEPS" --eval_interval "$DIFF_EVAL" --out_dir "$OUT/pretrain/diffusion"
+wait_lane "$AR_LANE"
+ar_and_distill() {  # the teacher: fine-tuned on the real references, then decoding the train inputs
+  finetune_and_eval ar
+  distill
 }
-pretrain_diffusion_and_finetune() {  # the shorter pretraining lane goes on with its fine-tune
-  step pretrain_diffusion python train.py "${PRE[@]}" --objective diffusion --noise mask --lr "$PRETRAIN_LR" \
-    --warmup_steps 50 --max_steps "$PRETRAIN_STEPS" --eval_interval "$DIFF_EVAL" \
-    --out_dir "$OUT/pretrain/diffusion"
-  finetune_and_eval diffusion
+block_on_real_data() {  # waits for the diffusion pretraining's lane; the row without distillation
+  adapt "$BLOCK4" "$ADAPT_STEPS" --block_len 4
+  [ "$BLOCK8" = 0 ] || adapt "$BLOCK8_ROW" "$ADAPT_STEPS" --block_len 8
+  finetune_and_eval "$BLOCK4"
 }
-lane pretrain_ar_and_adapt; AR_LANE=$LANE_PID
-lane pretrain_diffusion_and_finetune
-wait_lane "$AR_LANE"  # the other fine-tunes start from the AR lane's checkpoints
-for m in "ar2diff_$ADAPT_STEPS" ar2diff_0 ar; do lane finetune_and_eval "$m"; done
+lane ar_and_distill; AR_LANE=$LANE_PID
+lane block_on_real_data
+wait_lane "$AR_LANE"  # the distilled fine-tunes need the distilled folder
+lane finetune_and_eval diffusion distilled  # from scratch on the same distilled data: an honest transfer row
+lane finetune_and_eval "$BLOCK4" distilled
+[ "$BLOCK8" = 0 ] || lane finetune_and_eval "$BLOCK8_ROW" distilled
 drain
 
-# the steps sweep, on the diffusion row with the best test BLEU (a choice of what to plot, not of a model)
-BEST=$(python -c "import json, sys
-rows = {m: json.load(open(f'$OUT/finetune/{m}/$TASK/eval/metrics.json'))['bleu'] for m in sys.argv[1:]}
-print(max(rows, key=rows.get))" diffusion ar2diff_0 "ar2diff_$ADAPT_STEPS")
-step sweep python runs/quality.py --ckpt "$OUT/finetune/$BEST/$TASK/best.pt" \
-  --ar_ckpt "$OUT/finetune/ar/$TASK/best.pt" --split test --limit "$SWEEP_LIMIT" --num_steps "$SWEEP_STEPS" \
-  --batch_size 50 --warmup 0 --json "$OUT/quality.json" --plot "$OUT/quality.png"
-
+ROWS="AR=ar,diffusion (distilled)=diffusion_distilled,AR2Diff-block4_$ADAPT_STEPS=$BLOCK4"
+ROWS="$ROWS,AR2Diff-block4_$ADAPT_STEPS (distilled)=${BLOCK4}_distilled"
+[ "$BLOCK8" = 0 ] || ROWS="$ROWS,AR2Diff-block8_$ADAPT_STEPS (distilled)=${BLOCK8_ROW}_distilled"
+# the front: each row's decoding settings against AR greedy, timed in the same process (runs/pareto.py)
+FT="$OUT/finetune"
+MODELS="diffusion-distilled=$FT/diffusion_distilled/$TASK/best.pt,AR2Diff-block4_$ADAPT_STEPS=$FT/$BLOCK4/$TASK/best.pt"
+MODELS="$MODELS,AR2Diff-block4_$ADAPT_STEPS-distilled=$FT/${BLOCK4}_distilled/$TASK/best.pt"
+[ "$BLOCK8" = 0 ] || MODELS="$MODELS,AR2Diff-block8_$ADAPT_STEPS-distilled=$FT/${BLOCK8_ROW}_distilled/$TASK/best.pt"
+PARETO=()
+if [ -e runs/pareto.py ]; then
+  step pareto python runs/pareto.py --ar_ckpt "$FT/ar/$TASK/best.pt" --models "$MODELS" --split test \
+    --limit "$EVAL_LIMIT" --b1_limit "$B1_LIMIT" --json "$OUT/pareto.json" --plot "$OUT/pareto.png" \
+    --summary "$OUT/summary.json" --seed "$SEED"
+  PARETO=(--pareto "$OUT/pareto.json")
+fi
 SECONDS_TOTAL=$(($(date +%s) - START))
-ROWS="AR=ar,diffusion=diffusion,AR2Diff_0=ar2diff_0,AR2Diff_$ADAPT_STEPS=ar2diff_$ADAPT_STEPS"
 VOCAB=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['tokenizer']['vocab_size'])" "$OUT/data/$TASK/meta.json")
 SETTINGS="seed $SEED; tiny model (4 layers, 128 wide, block $BLOCK; SentencePiece BPE of the Multi30k train examples, \
 vocabulary $VOCAB); pretraining $PRETRAIN_STEPS steps x $PRETRAIN_BATCH windows of $BLOCK tokens, lr $PRETRAIN_LR cosine \
-(AR and diffusion alike); AR2Diff_$ADAPT_STEPS: $ADAPT_STEPS more diffusion steps from the AR model at constant lr \
-$ADAPT_LR; fine-tuning on Multi30k train: at most $FINETUNE_STEPS steps x $FINETUNE_BATCH pairs, lr $FINETUNE_LR cosine, \
-target_len $TARGET_LEN, validation loss on $FT_EVAL_EXAMPLES validation pairs every $FT_EVAL steps, patience 3, best checkpoint kept; \
-test_2016_flickr ($([ "$EVAL_LIMIT" = 0 ] && echo all || echo "first $EVAL_LIMIT") sentences), diffusion 10 steps, \
-temperature 0.2, 8 candidates reranked, AR greedy; steps sweep of $BEST on the first $SWEEP_LIMIT test sentences. \
-Command: bash runs/multi30k.sh --seed $SEED --out $OUT --scale $SCALE$([ "$QUICK" = 1 ] && echo ' --quick' || true)"
+(AR and diffusion alike); AR2Diff-blockK_$ADAPT_STEPS: $ADAPT_STEPS block-diffusion steps (blocks of K target tokens) \
+from the AR model at constant lr $ADAPT_LR; distillation: the fine-tuned AR model's greedy outputs on the Multi30k \
+train inputs (runs/distill.py, batch 100) replace the train targets of the rows marked distilled (validation and \
+test keep the real references); fine-tuning (every row the same budget): at most $FINETUNE_STEPS steps x \
+$FINETUNE_BATCH pairs, lr $FINETUNE_LR cosine, target_len $TARGET_LEN, validation loss on $FT_EVAL_EXAMPLES validation \
+pairs every $FT_EVAL steps, patience 3, best checkpoint kept; test_2016_flickr and validation \
+($([ "$EVAL_LIMIT" = 0 ] && echo all || echo "first $EVAL_LIMIT") sentences), diffusion 10 steps (block: per \
+block), temperature 0.2, 8 candidates reranked, AR greedy. \
+Command: bash runs/multi30k.sh --seed $SEED --out $OUT --scale $SCALE$([ "$BLOCK8" = 1 ] && echo ' --block8' || true)\
+$([ "$QUICK" = 1 ] && echo ' --quick' || true)"
 step report python runs/report.py --out "$OUT" --models "$ROWS" --tasks "$TASK" --title "AR2Diff on Multi30k En-Fr" \
-  --seconds "$SECONDS_TOTAL" --settings "$SETTINGS" --curves --quality "$OUT/quality.json"
+  --seconds "$SECONDS_TOTAL" --settings "$SETTINGS" --curves --validation "${PARETO[@]}"
 echo "done in $((SECONDS_TOTAL / 60))m$((SECONDS_TOTAL % 60))s: $OUT/report.md, $OUT/results.json, $OUT/*.png"

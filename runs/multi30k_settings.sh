@@ -1,7 +1,7 @@
 # The Multi30k experiment's flags, budgets and stages, shared by runs/multi30k.sh and
 # runs/multi30k_ablations.sh (sourced with the script's arguments, not run); `step` comes from stages.sh.
-SEED=1337; OUT=out/multi30k; SHARED=../shared/data; SCALE=1; QUICK=0
-EVAL_LIMIT=0  # test sentences scored (0: all 1,000)
+SEED=1337; OUT=out/multi30k; SHARED=../shared/data; SCALE=1; QUICK=0; BLOCK8=0
+EVAL_LIMIT=0  # test (and validation) sentences scored (0: all)
 while [ $# -gt 0 ]; do
   case "$1" in
     --seed) SEED="$2"; shift 2 ;;
@@ -10,7 +10,8 @@ while [ $# -gt 0 ]; do
     --scale) SCALE="$2"; shift 2 ;;
     --eval_limit) EVAL_LIMIT="$2"; shift 2 ;;
     --quick) QUICK=1; shift ;;
-    *) echo "usage: bash $0 [--seed N] [--out DIR] [--shared DIR] [--scale X] [--eval_limit N] [--quick]" >&2
+    --block8) BLOCK8=1; shift ;;
+    *) echo "usage: bash $0 [--seed N] [--out DIR] [--shared DIR] [--scale X] [--eval_limit N] [--block8] [--quick]" >&2
        exit 2 ;;
   esac
 done
@@ -50,13 +51,25 @@ adapt() {  # adapt NAME STEPS ADAPT-FLAGS...: AR2Diff from the pretrained AR mod
       --out_dir "$OUT/pretrain/$m"
   fi
 }
-finetune_and_eval() {  # finetune_and_eval MODEL
-  local m=$1 FT="$OUT/finetune/$1/$TASK"
-  step "finetune_$m" python train.py "${COMMON[@]}" --data "$OUT/data/$TASK" \
+finetune_and_eval() {  # finetune_and_eval MODEL [DATA]: DATA = distilled trains on $OUT/data/${TASK}_distilled
+  local m=$1 data="$OUT/data/$TASK" row=$1
+  if [ "${2:-}" = distilled ]; then data="$OUT/data/${TASK}_distilled"; row="${m}_distilled"; fi
+  local FT="$OUT/finetune/$row/$TASK"
+  step "finetune_$row" python train.py "${COMMON[@]}" --data "$data" \
     --init_from "$OUT/pretrain/$m/best.pt" --batch_size "$FINETUNE_BATCH" --lr "$FINETUNE_LR" \
     --lr_schedule cosine --warmup_steps 0 --max_steps "$FINETUNE_STEPS" --eval_interval "$FT_EVAL" \
     --eval_examples "$FT_EVAL_EXAMPLES" --target_len "$TARGET_LEN" --patience 3 --out_dir "$FT"
-  rm -rf "$FT/eval"  # predictions of an earlier run's model would be resumed, not remade
-  step "eval_$m" python evaluate.py --ckpt "$FT/best.pt" --split test --limit "$EVAL_LIMIT" \
-    --batch_size 50 --out_dir "$FT/eval"
+  # predictions of an earlier run's model would be resumed, not remade (RESUME=1 keeps a finished evaluation)
+  [ "${RESUME:-0}" = 1 ] && [ -e "$OUT/logs/eval_$row.done" ] || rm -rf "$FT/eval"
+  [ "${RESUME:-0}" = 1 ] && [ -e "$OUT/logs/val_$row.done" ] || rm -rf "$FT/eval_validation"
+  # scored against the real references (a distilled folder's test.jsonl is a copy of them)
+  step "eval_$row" python evaluate.py --ckpt "$FT/best.pt" --task_dir "$OUT/data/$TASK" --split test \
+    --limit "$EVAL_LIMIT" --batch_size 50 --out_dir "$FT/eval"
+  [ "${VAL_EVAL:-0}" = 1 ] || return 0
+  step "val_$row" python evaluate.py --ckpt "$FT/best.pt" --task_dir "$OUT/data/$TASK" --split validation \
+    --limit "$EVAL_LIMIT" --batch_size 50 --out_dir "$FT/eval_validation"
+}
+distill() {  # the fine-tuned AR model's greedy outputs on the train inputs: $OUT/data/${TASK}_distilled
+  step distill python runs/distill.py --teacher "$OUT/finetune/ar/$TASK/best.pt" --data "$OUT/data/$TASK" \
+    --out_dir "$OUT/data/${TASK}_distilled" --batch_size 100
 }
