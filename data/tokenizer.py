@@ -21,8 +21,14 @@ Tokenizers. The id layout is the same for every tokenizer, so nothing else needs
 A checkpoint stores `tok.state()`; `Tokenizer.check(state)` refuses a mismatch with a clear message.
 """
 import base64
+import os
 import re
 from collections import Counter
+from pathlib import Path
+
+# tiktoken's own offline cache of the GPT-2 BPE files, used when TIKTOKEN_CACHE_DIR is not set and the
+# local data folder ($AR2DIFF_SHARED_DATA, default ../shared/data beside the checkout) holds one
+SHARED_DATA = Path(os.environ.get("AR2DIFF_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 # GPT-2's pre-tokenizer with identifiers as words: a word (letters, digits, underscores; not starting
 # with a digit), a number, a run of punctuation (each with one leading space), then whitespace.
@@ -59,6 +65,8 @@ class Tokenizer:
                 import tiktoken
             except ImportError as e:
                 raise ImportError("the gpt2 tokenizer needs tiktoken: pip install tiktoken") from e
+            if "TIKTOKEN_CACHE_DIR" not in os.environ and (SHARED_DATA / "tiktoken_cache").is_dir():
+                os.environ["TIKTOKEN_CACHE_DIR"] = str(SHARED_DATA / "tiktoken_cache")
             self._enc = tiktoken.get_encoding("gpt2")
             self.n_ordinary = self._enc.eot_token  # 50256: <|endoftext|> is the first special id
         else:
