@@ -14,6 +14,7 @@
 #            README, Benchmarks); the speed stages time both ways whatever this says.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source runs/setup.sh  # installs what is missing (into .venv, or the active environment), once
 
 SEED=1337
 OUT=out/tiny
