@@ -2,13 +2,17 @@
 Small I/O helpers shared by every data/*/prepare.py and by the scripts: atomic writes (a crash
 never leaves a half-written file; checkpoints too), jsonl reading with errors that name the file and
 line, token .bin files, downloads checked by sha256, and bad command-line input reported in one line
-(argparse types that name the flag, `cli` for a script's main).
+(argparse types that name the flag, `cli` for a script's main, `check_device`).
 """
 import argparse
+import contextlib
+import glob
 import gzip
 import hashlib
 import json
 import os
+import shlex
+import signal
 import sys
 import tempfile
 import urllib.request
@@ -20,7 +24,8 @@ def atomic_write(path, write_fn, mode="w"):
     """Write a file through `write_fn(f)` into a temp file beside `path`, then rename it over."""
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp_")
+    # the writer's pid in the name: remove_stale_temps removes only those of processes now gone
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=f".tmp_{os.getpid()}_")
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files: give the usual permissions
@@ -36,6 +41,48 @@ def atomic_write(path, write_fn, mode="w"):
         raise
 
 
+def remove_stale_temps(folder):
+    """Remove the temp files that a killed atomic_write (SIGKILL, power loss) left in `folder`; a
+    temp file of a process still running (another torchrun rank) is left alone. The removed names."""
+    removed = []
+    for tmp in glob.glob(os.path.join(glob.escape(os.fspath(folder)), ".tmp_*")):
+        pid = os.path.basename(tmp).split("_")[2] if os.path.basename(tmp).count("_") >= 3 else ""
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue  # its writer is alive
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue  # alive, another user's
+        elif pid.isdigit():
+            continue  # this process's own
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+            removed.append(tmp)
+    return removed
+
+
+@contextlib.contextmanager
+def deferred_signals(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Hold Ctrl-C and SIGTERM until the block ends (then deliver them): files written together
+    (a checkpoint, its sidecar, best.pt) are never left half-updated by them. SIGKILL cannot be
+    held: the write order and the check at load cover it."""
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(caught):
+            signal.raise_signal(s)
+
+
 def write_json(path, obj):
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n"))
 
@@ -49,6 +96,8 @@ def save_checkpoint(path, ckpt):
 def load_checkpoint(path, device="cpu"):
     """A checkpoint dict; its model state has `_orig_mod.` / `module.` prefixes stripped."""
     import torch
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint {path} is a folder, not a checkpoint file (ckpt.pt or best.pt in it?)")
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
@@ -59,6 +108,41 @@ def load_checkpoint(path, device="cpu"):
         raise ValueError(f"{path}: not an ar2diff checkpoint (needs 'model' and 'config')")
     ckpt["model"] = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
     return ckpt
+
+
+def weights_mismatch(path, error):
+    """A load_state_dict RuntimeError as one line naming the checkpoint: its first mismatch."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    first = next((ln for ln in lines[1:] if "mismatch" in ln or "key" in ln.lower()), lines[-1] if lines else "")
+    return ValueError(f"{path}: its weights do not fit its config ({first.split('. ')[0].rstrip('.')})")
+
+
+def check_device(flag, device):
+    """`device` (cpu, cuda, cuda:N, ...) usable here, or a ValueError naming the flag."""
+    import torch
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{flag} {device}: not a device (cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{flag} {device}: CUDA is not available on this machine; use {flag} cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{flag} {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def command_line(script, argv):
+    """The command that reruns a data/<name>/prepare.py (`script` is its __file__): kept in meta.json."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return shlex.join(["python", os.path.relpath(os.path.abspath(script), root), *argv])
+
+
+def write_meta(out_dir, meta, script, argv):
+    """A task's meta.json, with the command that remakes it (`script` is the prepare.py's __file__)."""
+    meta["command"] = command_line(script, argv)
+    write_json(os.path.join(out_dir, "meta.json"), meta)
+    return meta
 
 
 def write_jsonl(path, rows):
@@ -129,6 +213,7 @@ INT = flag_type(int, lambda v: v >= 1, "must be an integer >= 1")
 INT0 = flag_type(int, lambda v: v >= 0, "must be an integer >= 0")
 FLOAT0 = flag_type(float, lambda v: 0 <= v < float("inf"), "must be a number >= 0")
 FRACTION = flag_type(float, lambda v: 0 <= v < 1, "must be in [0, 1)")
+POSITIVE = flag_type(float, lambda v: 0 < v < float("inf"), "must be a number > 0")
 
 
 def cli(main):

@@ -55,7 +55,6 @@ import argparse
 import os
 import random
 import re
-import shlex
 import string
 import sys
 from collections import Counter
@@ -63,7 +62,7 @@ from collections import Counter
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from data.common import INT, cli, take_tokens, write_corpus, write_json, write_jsonl  # noqa: E402
+from data.common import INT, cli, command_line, take_tokens, write_corpus, write_json, write_jsonl  # noqa: E402
 from data.tokenizer import TOKENIZERS, Tokenizer, build_vocab, get_tokenizer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -645,7 +644,7 @@ def words_tokenizer(args, lex, banned, train_splits, docs_per_source=300):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = get_args(argv)
-    prepare(args, command=shlex.join(["python", "data/embedded/prepare.py", *argv]))
+    prepare(args, command=command_line(__file__, argv))
     print(f"wrote {args.out_dir}")
 
 

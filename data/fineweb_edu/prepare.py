@@ -18,7 +18,6 @@ as <out_dir>/{train.bin,val.bin,meta.json} with the same layout as every pretrai
 import argparse
 import glob
 import os
-import shlex
 import sys
 
 if __package__ in (None, ""):  # run as a script: make the repo root importable
@@ -26,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 from tqdm import tqdm  # noqa: E402
 
-from data.common import INT0, cli, download, encode_docs, take_tokens, write_corpus  # noqa: E402
+from data.common import INT0, cli, command_line, download, encode_docs, take_tokens, write_corpus  # noqa: E402
 from data.pretrain.prepare import read_jsonl_texts  # noqa: E402
 from data.tokenizer import TOKENIZERS, get_tokenizer  # noqa: E402
 
@@ -101,7 +100,7 @@ def main(argv=None):
         raise SystemExit(f"error: {e}") from None
     meta = write_corpus(args.out_dir, docs, tok, args.val_frac, {
         "origin": origin, "files": [os.path.basename(x) for x in paths], "license": "ODC-BY 1.0 (FineWeb-Edu)",
-        "command": shlex.join(["python", "data/fineweb_edu/prepare.py", *argv]),
+        "command": command_line(__file__, argv),
         "notes": "HuggingFaceFW/fineweb-edu sample-10BT, documents in file order; English only."})
     print(f"wrote {args.out_dir}: {meta['train_tokens']:,} train + {meta['val_tokens']:,} val tokens ({tok.name})")
 

@@ -14,11 +14,10 @@ check(entry_point) in data/sandbox.py (data.tasks.build_program), as human-eval'
 """
 import argparse
 import os
-import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from data.common import cli, download, local_file, read_jsonl, sha256_of, write_json, write_jsonl  # noqa: E402
+from data.common import cli, download, local_file, read_jsonl, sha256_of, write_jsonl, write_meta  # noqa: E402
 
 URL = "https://github.com/openai/human-eval/raw/master/data/HumanEval.jsonl.gz"
 SHA256 = "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef"  # 164 problems, 44,877 bytes
@@ -58,8 +57,7 @@ def main(argv=None):
         "notes": "The official file (164 problems); test split only. A completion continues the "
                  "prompt and passes if prompt + completion + test + check(entry_point) runs without error.",
     }
-    meta["command"] = shlex.join(["python", "data/humaneval/prepare.py", *argv])  # to remake it
-    write_json(os.path.join(args.out_dir, "meta.json"), meta)
+    write_meta(args.out_dir, meta, __file__, argv)
     print(f"humaneval: {meta['splits']} -> {args.out_dir}")
     return meta
 

@@ -14,11 +14,10 @@ completion + setup code + asserts in data/sandbox.py (data.tasks.build_program).
 """
 import argparse
 import os
-import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from data.common import cli, download, local_file, read_jsonl, write_json, write_jsonl  # noqa: E402
+from data.common import cli, download, local_file, read_jsonl, write_jsonl, write_meta  # noqa: E402
 
 URL = "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/mbpp.jsonl"
 SHA256 = "ccf64ceae9c5403bf50a044cb6d505bfd2a2963ee58338ba268fd65beab92a9f"
@@ -79,8 +78,7 @@ def main(argv=None):
                  "601-974); challenge_test_list is not used; line ends normalised to \\n. A "
                  "completion passes if completion + test_setup_code + test_list runs without error.",
     }
-    meta["command"] = shlex.join(["python", "data/mbpp/prepare.py", *argv])  # to remake it
-    write_json(os.path.join(args.out_dir, "meta.json"), meta)
+    write_meta(args.out_dir, meta, __file__, argv)
     print(f"mbpp: {counts} -> {args.out_dir}")
     return meta
 

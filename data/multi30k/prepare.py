@@ -41,14 +41,12 @@ import argparse
 import gzip
 import os
 import random
-import shlex
 import sys
 
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from data.common import (download, encode_docs, take_tokens, write_corpus, write_json,  # noqa: E402
-                         write_jsonl)
+from data.common import download, encode_docs, take_tokens, write_corpus, write_jsonl, write_meta  # noqa: E402
 from data.tokenizer import Tokenizer, build_vocab, train_spm  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -235,9 +233,8 @@ def prepare(args, argv):
         "license": "Multi30k: non-commercial research and education (Flickr30k terms)",
         "notes": "test = test_2016_flickr, validation = val (Multi30k task 1, raw captions). Report BLEU with "
                  "sacrebleu's signature against the raw references (the target field).",
-        "command": shlex.join(["python", "data/multi30k/prepare.py", *argv]),
     }
-    write_json(os.path.join(args.out_dir, "meta.json"), meta)
+    write_meta(args.out_dir, meta, __file__, argv)
     kind = f"{len(tok.vocab)} words + 256 bytes" if tok.vocab else f"SentencePiece BPE, {tok.n_ordinary} pieces"
     print(f"multi30k_enfr: {meta['splits']} -> {args.out_dir}; tokenizer {tok.name}: {kind} (vocab {tok.vocab_size}); "
           f"French train target tokens median {meta['train_target_tokens']['median']}, 97% "

@@ -25,7 +25,6 @@ import gzip
 import json
 import os
 import random
-import shlex
 import sys
 
 if __package__ in (None, ""):  # run as a script: make the repo root importable
@@ -33,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 from tqdm import tqdm  # noqa: E402
 
-from data.common import count_tokens, encode_docs, take_tokens, write_corpus  # noqa: E402
+from data.common import command_line, count_tokens, encode_docs, take_tokens, write_corpus  # noqa: E402
 from data.tokenizer import TOKENIZERS, get_tokenizer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -112,7 +111,7 @@ def main(argv=None):
     docs = mix(groups, fracs, tok, args.max_tokens or None, random.Random(args.seed))
     meta = write_corpus(args.out_dir, docs, tok, args.val_frac, {
         "seed": args.seed, "code_frac": args.code_frac, "groups": GROUPS,
-        "command": shlex.join(["python", "data/pretrain/prepare.py", *argv]),
+        "command": command_line(__file__, argv),
         "notes": "English prose (english_nltk, python_docs_rst) mixed with Python source (code_python) by "
                  "tokens, as the paper mixes web text with The Stack; the Python docs count as text."})
     for s in meta["sources"]:

@@ -18,11 +18,10 @@ gold answers, duplicates kept as in the file).
 """
 import argparse
 import os
-import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from data.common import cli, download, read_json, write_json, write_jsonl  # noqa: E402
+from data.common import cli, download, read_json, write_jsonl, write_meta  # noqa: E402
 
 BASE = "https://rajpurkar.github.io/SQuAD-explorer/dataset/"
 FILES = {  # split -> (canonical file name, sha256)
@@ -106,8 +105,7 @@ def main(argv=None):
                  f"numbers 'dev-split protocol'; they are not comparable with official dev numbers."
                  + ("" if "train" in counts else " No train split: train-v1.1.json was not given."),
     }
-    meta["command"] = shlex.join(["python", "data/squad/prepare.py", *argv])  # to remake it
-    write_json(os.path.join(args.out_dir, "meta.json"), meta)
+    write_meta(args.out_dir, meta, __file__, argv)
     print(f"squad: {counts} -> {args.out_dir}")
     return meta
 

@@ -21,7 +21,6 @@ import glob
 import gzip
 import itertools
 import os
-import shlex
 import shutil
 import sys
 import tarfile
@@ -29,7 +28,7 @@ import tarfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from tqdm import tqdm  # noqa: E402
 
-from data.common import INT0, cli, download, write_json, write_jsonl  # noqa: E402
+from data.common import INT0, cli, download, write_jsonl, write_meta  # noqa: E402
 
 PROMPT = "translate English to French: "
 # WMT14 En-Fr training corpora: url, sha256 (None: no published or pinned hash), file stem inside
@@ -191,8 +190,7 @@ def main(argv=None):
                  + ", in source order; pairs with an empty side dropped"
                  + (f"; at most {cap} pairs per source" if cap > 0 else "") + ".",
     }
-    meta["command"] = shlex.join(["python", "data/wmt14_enfr/prepare.py", *argv])  # to remake it
-    write_json(os.path.join(args.out_dir, "meta.json"), meta)
+    write_meta(args.out_dir, meta, __file__, argv)
     print(f"wmt14_enfr: {counts} -> {args.out_dir}")
     return meta
 
