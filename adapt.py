@@ -27,14 +27,12 @@ Writes --out_dir/converted.pt (the converted model) and, through train.py, ckpt.
 import argparse
 import os
 import sys
-from dataclasses import asdict
 
 import train
-from data.common import load_checkpoint, save_checkpoint
+from data.common import cli, save_checkpoint
 from data.loader import data_kind
 from data.tokenizer import get_tokenizer
 from diffusion import NOISES
-from model import GPT
 
 parser = argparse.ArgumentParser(description="AR2Diff: convert an AR checkpoint to diffusion, adapt it N steps.",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -46,18 +44,15 @@ parser.add_argument("--block_len", type=int, default=None, help="block diffusion
                     "(default: full diffusion, the paper's)")
 parser.add_argument("--steps", type=int, default=0, help="N: diffusion steps on the corpus (AR2Diff_N); 0 = convert")
 parser.add_argument("--data", default="data/embedded/pretrain", help="the pretraining corpus of the N steps")
+parser.add_argument("--overwrite", action="store_true", help="replace the run --out_dir holds even if it is another "
+                    "run (an AR run, another source checkpoint, noise or corpus): refused without it")
 
 SET_HERE = ("--objective", "--max_steps", "--noise", "--init_from")  # train.py flags adapt.py decides
 
 
 def convert(init_from, noise, block_len=None):
     """(the diffusion checkpoint dict, the list of changes made) from an AR checkpoint or GPT-2."""
-    if init_from.startswith("gpt2") and not os.path.exists(init_from):
-        model = GPT.from_pretrained(init_from)
-        ckpt = dict(model=model.state_dict(), config=asdict(model.config),
-                    tokenizer=get_tokenizer("gpt2").state(), objective="ar")
-    else:
-        ckpt = load_checkpoint(init_from)
+    ckpt = train.load_source(init_from)
     if ckpt.get("objective") != "ar":
         raise ValueError(f"{init_from} is not an AR checkpoint (objective {ckpt.get('objective')!r}, noise "
                          f"{ckpt.get('noise')!r}): adapt.py converts models trained with --objective ar")
@@ -96,6 +91,10 @@ def main(argv=None):
         raise ValueError(f"--data {args.data} is a task; adapt.py continues pretraining on a corpus "
                          f"(fine-tune the adapted checkpoint on the task with train.py)")
     ckpt, changes = convert(args.init_from, args.noise, args.block_len)
+    # the folder's run must be this adaptation (of this source, noise, corpus) before converted.pt is written
+    train.check_out_dir(args.out_dir, train.run_identity("diffusion", args.noise, args.block_len, args.data,
+                                                         ckpt["config"], train.source_id(args.init_from)),
+                        args.overwrite)
     path = os.path.join(args.out_dir, "converted.pt")
     # under torchrun every process writes the same bytes (atomic rename), so none has to wait for another
     save_checkpoint(path, ckpt)
@@ -104,12 +103,10 @@ def main(argv=None):
         print(f"AR2Diff{'-block' if args.block_len else ''}_{args.steps}: {args.steps} diffusion steps on {args.data}")
     block = ["--block_len", str(args.block_len)] if args.block_len else []
     result = train.main(["--init_from", path, "--objective", "diffusion", "--noise", args.noise, *block,
-                         "--max_steps", str(args.steps), "--out_dir", args.out_dir, "--data", args.data, *rest])
+                         "--max_steps", str(args.steps), "--out_dir", args.out_dir, "--data", args.data, *rest]
+                        + (["--overwrite"] if args.overwrite else []))
     return {**result, "changes": changes}
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:  # bad input: the message names the flag or file
-        raise SystemExit(f"adapt.py: error: {e}")
+    cli(main, "adapt.py: error", (OSError, ValueError))  # bad input: the message names the flag or file

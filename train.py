@@ -30,6 +30,7 @@ import math
 import os
 import subprocess
 import time
+import uuid
 from contextlib import nullcontext
 from dataclasses import asdict
 
@@ -37,7 +38,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from data.common import FLOAT0, FRACTION, INT, INT0, load_checkpoint, save_checkpoint, write_json
+from data.common import (FLOAT0, FRACTION, INT, INT0, check_device, cli, deferred_signals, device_flag,
+                         load_checkpoint, read_json, remove_stale_temps, save_checkpoint, weights_mismatch)
 from data.loader import (OBJECTIVES, auto_target_len, corpus_batch, data_kind, encode_task, epoch_indices,
                          load_corpus, load_task_split, seed_of, task_batch, task_meta)
 from data.tokenizer import TOKENIZERS, brief, get_tokenizer
@@ -55,11 +57,14 @@ arg = parser.add_argument
 arg("--data", default="data/embedded/pretrain", help="a corpus folder (train.bin) or a task folder (train.jsonl)")
 arg("--train_split", default="train", help="task split to train on ({split}.jsonl, e.g. devsplit_train)")
 arg("--val_split", default="validation", help="task split of the fixed validation set (e.g. devsplit_eval)")
-arg("--out_dir", default="out/run", help="where ckpt.pt, best.pt and their .json sidecars go")
+arg("--out_dir", default="out/run", help="where ckpt.pt, best.pt and their .json sidecars go (one run per folder)")
+arg("--overwrite", action="store_true", help="replace the run --out_dir holds even if its objective, data, model or "
+    "source checkpoint differ (refused without it)")
 arg("--init_from", default="scratch",
     help="scratch | resume (--out_dir/ckpt.pt) | a checkpoint path | gpt2, gpt2-medium, ... (Hugging Face)")
 # model
-arg("--model", default="tiny", choices=list(PRESETS), help="shape preset (with --init_from scratch)")
+arg("--model", default=None, choices=list(PRESETS), help="shape preset of --init_from scratch (default tiny); beside "
+    "a checkpoint it must be the checkpoint's shape")
 arg("--block_size", type=INT0, default=0,
     help="context length (a corpus window); 0 = the preset's (scratch) or the model's")
 arg("--dropout", type=FRACTION, default=0.0, help="dropout rate (0 to pretrain; try 0.1 to fine-tune on little data)")
@@ -96,12 +101,16 @@ arg("--eval_batch_size", type=INT, default=16,
 arg("--patience", type=INT0, default=0, help="stop after this many evaluations without improvement; 0 = never")
 # system
 arg("--seed", type=int, default=1337, help="seed of the initialisation and of every training draw")
-arg("--device", default="auto", help="cpu | cuda | cuda:N; auto = cuda if available (torchrun: cuda:LOCAL_RANK)")
+arg("--device", default="auto", type=device_flag,
+    help="cpu | cuda | cuda:N; auto = cuda if available (torchrun: cuda:LOCAL_RANK)")
 arg("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
     help="autocast dtype; auto = bfloat16 on CUDA, float32 on CPU")
 arg("--compile", default=None, action=argparse.BooleanOptionalAction, help="torch.compile; default: on CUDA only")
 
 EVAL_SEED = 1234  # the validation windows and the validation noise: the same in every run
+SHAPE = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size")  # what makes two models the same model
+RUN_FLAGS = dict(objective="--objective", noise="--noise", block_len="--block_len", data="--data", model="--model",
+                 source="--init_from")  # a run folder holds one run: these, the same from start to end
 
 
 def lr_at(step, args):
@@ -136,7 +145,8 @@ def git_commit():
 def setup(args):
     """Processes, device, dtype and compilation, decided in this one place (args keep "auto")."""
     ddp = "RANK" in os.environ  # launched by torchrun
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else \
+        check_device("--device", args.device)  # a resumed run's saved --device too
     cuda = torch.device(device).type == "cuda"
     rank, world = 0, 1
     if ddp:
@@ -157,7 +167,26 @@ def setup(args):
     return ddp, rank, world, device, cuda, dtype, compile, autocast
 
 
-def load_start(args, resume_ckpt, data_tokenizer):
+def is_hf_name(init_from):
+    return init_from.startswith("gpt2") and not os.path.exists(init_from)
+
+
+def load_source(init_from):
+    """The checkpoint dict of --init_from: a train.py checkpoint, or GPT-2's weights from Hugging Face
+    (gpt2, gpt2-medium, ...) as an AR checkpoint with the gpt2 tokenizer."""
+    if not is_hf_name(init_from):
+        return load_checkpoint(init_from)
+    hf = GPT.from_pretrained(init_from)
+    return dict(model=hf.state_dict(), config=asdict(hf.config), tokenizer=get_tokenizer("gpt2").state(),
+                objective="ar")
+
+
+def source_id(init_from):
+    """How a run records its start: scratch, a GPT-2 name, or a checkpoint's absolute path."""
+    return init_from if init_from == "scratch" or is_hf_name(init_from) else os.path.abspath(init_from)
+
+
+def load_start(args, resume_ckpt, data_tokenizer, model_flag):
     """(model config, state dict or None, tokenizer, the previous checkpoint's dict or {})."""
     if resume_ckpt is not None:
         prev = resume_ckpt
@@ -165,26 +194,114 @@ def load_start(args, resume_ckpt, data_tokenizer):
         tok = get_tokenizer(args.tokenizer or data_tokenizer or "byte")
         overrides = dict(block_size=args.block_size) if args.block_size else {}
         return GPTConfig.preset(args.model, vocab_size=tok.vocab_size, **overrides), None, tok, {}
-    elif args.init_from.startswith("gpt2") and not os.path.exists(args.init_from):
-        hf = GPT.from_pretrained(args.init_from)  # GPT-2 is an AR model with the gpt2 tokenizer
-        return hf.config, hf.state_dict(), get_tokenizer("gpt2"), dict(objective="ar")
     else:
-        prev = load_checkpoint(args.init_from)
+        prev = load_source(args.init_from)
+    name = args.out_dir + "/ckpt.pt" if resume_ckpt is not None else args.init_from
     if "tokenizer" not in prev:
-        raise ValueError(f"{args.init_from}: the checkpoint records no tokenizer")
-    return GPTConfig(**prev["config"]), prev["model"], get_tokenizer(prev["tokenizer"]), prev
+        raise ValueError(f"{name}: the checkpoint records no tokenizer")
+    try:
+        config = GPTConfig(**prev["config"])
+    except TypeError as e:
+        raise ValueError(f"{name}: its config is not a model config ({e})") from None
+    if model_flag and any(PRESETS[model_flag][k] != getattr(config, k) for k in ("n_layer", "n_head", "n_embd")):
+        raise ValueError(f"--model {model_flag} ({shape(PRESETS[model_flag])}) is not the shape of {name} "
+                         f"({shape(asdict(config))}); a checkpoint keeps its own shape: drop --model")
+    return config, prev["model"], get_tokenizer(prev["tokenizer"]), prev
+
+
+def shape(config):
+    return f"{config['n_layer']} layers, {config['n_head']} heads, {config['n_embd']} dims"
+
+
+def run_identity(objective, noise, block_len, data, config, source):
+    """What a run folder's run is: a run of another one in the same --out_dir is refused."""
+    return dict(objective=objective, noise=noise, block_len=block_len, data=os.path.abspath(data),
+                model={k: config[k] for k in SHAPE}, source=source)
+
+
+def recorded_run(out_dir):
+    """The identity of the run --out_dir holds (None if none): from its sidecar (older sidecars: the
+    fields they have), else from the checkpoint itself."""
+    for name in ("ckpt", "best"):
+        path = os.path.join(out_dir, name)
+        if os.path.exists(path + ".json"):
+            old = read_json(path + ".json")
+        elif os.path.exists(path + ".pt"):
+            old = load_checkpoint(path + ".pt")
+        else:
+            continue
+        if "run" in old:
+            return old["run"]
+        legacy = {k: old[k] for k in ("objective", "noise", "block_len") if k in old}
+        if old.get("data"):
+            legacy["data"] = os.path.abspath(old["data"])
+        if isinstance(old.get("config"), dict) and all(k in old["config"] for k in SHAPE):
+            legacy["model"] = {k: old["config"][k] for k in SHAPE}
+        return legacy
+    return None
+
+
+def check_out_dir(out_dir, run, overwrite=False):
+    """Refuse an --out_dir that is a file, or that holds a run of another objective, data, model or
+    source checkpoint (unless --overwrite): its checkpoints would be replaced by another run's."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--out_dir {out_dir} is a file, not a folder")
+    old = recorded_run(out_dir) if os.path.isdir(out_dir) else None
+    if old is None or overwrite:
+        return
+
+    def show(k, v):
+        return f"a {v['n_layer']}-layer {v['n_embd']}-dim model (vocab {v['vocab_size']}, block {v['block_size']})" \
+            if k == "model" else f"{RUN_FLAGS[k]} {v if v is not None else 'none'}"
+    diff = [k for k in run if k in old and old[k] != run[k]]
+    if diff:
+        raise ValueError(f"--out_dir {out_dir} holds another run: {', '.join(show(k, old[k]) for k in diff)}, not "
+                         f"{', '.join(show(k, run[k]) for k in diff)}; pass another --out_dir, or --overwrite to "
+                         f"replace it")
+
+
+def sidecar_of(ckpt):
+    """The small JSON a human can cat beside a checkpoint: everything but the weights."""
+    sidecar = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "config", "sidecar")}
+    sidecar.update(config=ckpt["config"], val_loss=ckpt["history"][-1]["val_loss"], tokenizer=brief(ckpt["tokenizer"]))
+    return sidecar
+
+
+def check_best(out_dir, ckpt):
+    """Resume: best.pt must hold ckpt.pt's best step. A save interrupted by an older version of this
+    script could leave best.pt behind it; the run then goes on with best.pt's step as its best."""
+    path = os.path.join(out_dir, "best.pt")
+    if ckpt.get("best_step") is None or not os.path.exists(path):
+        return ckpt.get("best_val"), ckpt.get("best_step")
+    best = load_checkpoint(path)
+    if best.get("step") is not None and best["step"] < ckpt["best_step"] and best.get("best_val") is not None:
+        print(f"note: {path} holds step {best['step']}, not the best step {ckpt['best_step']} that ckpt.pt records "
+              f"(an interrupted save); step {best['step']} stays the best")
+        return best["best_val"], best["step"]
+    return ckpt["best_val"], ckpt["best_step"]
 
 
 def main(argv=None):
     args = parser.parse_args(argv)
+    model_flag = args.model  # given on this command line (None: not given)
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        raise ValueError(f"--out_dir {args.out_dir} is a file, not a folder")
     resume_ckpt = None
     if args.init_from == "resume":  # the saved run's flags, except those given again here
         path = os.path.join(args.out_dir, "ckpt.pt")
         if not os.path.exists(path):
             raise FileNotFoundError(f"--init_from resume: {path} does not exist (wrong --out_dir?)")
         resume_ckpt = load_checkpoint(path)
-        args = parser.parse_args(argv, argparse.Namespace(**resume_ckpt["args"]))
-        args.init_from = resume_ckpt["args"]["init_from"]
+        saved = resume_ckpt["args"]
+        args = parser.parse_args(argv, argparse.Namespace(**{**saved, "model": None}))
+        args.init_from = saved["init_from"]
+        if os.path.abspath(args.data) != os.path.abspath(saved["data"]):  # a run trains on one data set
+            raise ValueError(f"--init_from resume: {args.out_dir} holds a run on --data {saved['data']}, not --data "
+                             f"{args.data}; to train it on {args.data}, start a new run from it in another "
+                             f"--out_dir (--init_from {path})")
+        model_flag, args.model = args.model, saved.get("model")
+    elif args.init_from == "scratch":
+        args.model = args.model or "tiny"
     if min(args.batch_size, args.max_steps + 1, args.eval_interval, args.eval_examples, args.eval_batch_size) < 1:
         raise ValueError("--batch_size, --eval_interval, --eval_examples and --eval_batch_size must be >= 1, "
                          "--max_steps >= 0")
@@ -201,12 +318,22 @@ def main(argv=None):
     kind = data_kind(args.data)
     if kind == "corpus":
         train_tokens, val_tokens, meta = load_corpus(args.data)
-    config, state, tok, prev = load_start(args, resume_ckpt, meta["tokenizer"] if kind == "corpus" else None)
+    config, state, tok, prev = load_start(args, resume_ckpt, meta["tokenizer"] if kind == "corpus" else None,
+                                          model_flag)
     source = "resume" if resume_ckpt is not None else args.init_from
     if args.tokenizer:
         tok.check({"name": args.tokenizer}, what=f"--tokenizer {args.tokenizer}")
     if kind == "corpus":
         tok.check(meta["tokenizer"], what=f"the corpus {args.data}/meta.json (model: {source})")
+    distilled = read_json(os.path.join(args.data, "meta.json")).get("distilled") if kind == "task" and \
+        os.path.exists(os.path.join(args.data, "meta.json")) else None
+    if distilled and args.init_from != "scratch":  # its targets are the teacher's tokens, decoded to text
+        try:
+            tok.check(distilled["teacher_tokenizer"], what="t")
+        except ValueError:
+            raise ValueError(f"--data {args.data} was distilled from the teacher {distilled['teacher']}, whose "
+                             f"tokenizer {brief(distilled['teacher_tokenizer'])} is not the tokenizer {tok} of "
+                             f"--init_from {args.init_from}: fine-tune a model with the teacher's tokenizer") from None
     if config.vocab_size != tok.vocab_size:
         raise ValueError(f"{source}: the model's vocabulary ({config.vocab_size}) does not fit its tokenizer {tok}")
     objective = args.objective or prev.get("objective") or "ar"
@@ -229,11 +356,25 @@ def main(argv=None):
     block = args.block_size or config.block_size
     if block > config.block_size:
         raise ValueError(f"--block_size {block} exceeds the model's block_size {config.block_size}")
+    if resume_ckpt is not None:
+        run, run_id = resume_ckpt.get("run"), resume_ckpt.get("run_id")
+    else:  # adapt.py's converted.pt: the run's source is the AR checkpoint it was converted from
+        start = prev.get("converted_from") or args.init_from
+        run, run_id = run_identity(objective, noise, block_len, args.data, asdict(config), source_id(start)), None
+        check_out_dir(args.out_dir, run, args.overwrite)
+    run_id = run_id or uuid.uuid4().hex[:16]  # evaluate.py records it with the step of what it ran
     torch.manual_seed(args.seed)
     model = GPT(config)
     if state is not None:
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise weights_mismatch(args.out_dir + "/ckpt.pt" if resume_ckpt else args.init_from, e) from None
     model.to(device)
+    if master:
+        os.makedirs(args.out_dir, exist_ok=True)
+        for tmp in remove_stale_temps(args.out_dir):
+            log(f"removed {tmp}, left by a save that was killed")
 
     # ---- data: a draw is a function of (seed, step, global micro-batch index) only
     task, target_len = None, None
@@ -241,6 +382,8 @@ def main(argv=None):
         task = dict(task_meta(args.data), train_split=args.train_split, val_split=args.val_split)
         rows, val_rows = load_task_split(args.data, args.train_split), load_task_split(args.data, args.val_split)
         target_len = args.target_len or (resume_ckpt or {}).get("target_len") or auto_target_len(tok, rows, block)
+        if target_len >= block:
+            raise ValueError(f"--target_len {target_len} leaves no room for a prefix in the block of {block} tokens")
         train_ex = encode_task(tok, rows, target_len, block, objective)
         val_ex = encode_task(tok, val_rows[: args.eval_examples], target_len, block, objective)
         cut = sum(len(tok.encode(r["target"])) + 1 > target_len for r in rows)
@@ -252,6 +395,10 @@ def main(argv=None):
         val_set = [tuple(t[i: i + args.eval_batch_size] for t in windows)
                    for i in range(0, args.eval_examples, args.eval_batch_size)]
         seq_tokens = block
+    if args.block_len and args.block_len > (target_len or block - 1):
+        raise ValueError(f"--block_len {args.block_len} is larger than the target (" + (
+            f"--target_len {target_len}" if target_len else f"a corpus window's, at most --block_size {block} - 1") +
+            " tokens): one block would hold it whole, which is full diffusion; give a smaller --block_len or none")
 
     def get_batch(step, j):
         if kind == "corpus":
@@ -282,8 +429,7 @@ def main(argv=None):
 
     step = resume_ckpt["step"] if resume_ckpt else 0
     history = resume_ckpt["history"] if resume_ckpt else []
-    best_val = resume_ckpt["best_val"] if resume_ckpt else None
-    best_step = resume_ckpt["best_step"] if resume_ckpt else None
+    best_val, best_step = check_best(args.out_dir, resume_ckpt) if resume_ckpt else (None, None)
     # uniform: L(1) + L(2), two forward+backward passes; block: two copies of each sequence
     passes = (2 if noise == "uniform" else 1) * (2 if block_len else 1)
     peak, commit = peak_flops(device), git_commit()
@@ -326,14 +472,15 @@ def main(argv=None):
                     tokenizer=tok.state(), objective=objective, noise=noise, block_len=block_len,
                     target_len=target_len, task=task,
                     data=args.data, step=step, samples_seen=step * args.batch_size, best_val=best_val,
-                    best_step=best_step, history=history, git_commit=commit, args=vars(args))
-        sidecar = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "config")}
-        sidecar.update(config=asdict(config), val_loss=history[-1]["val_loss"], tokenizer=brief(ckpt["tokenizer"]))
-        save_checkpoint(os.path.join(args.out_dir, "ckpt.pt"), ckpt)
-        write_json(os.path.join(args.out_dir, "ckpt.json"), sidecar)
-        if improved:  # best.pt: the model to evaluate or fine-tune; only resume needs the optimizer
-            save_checkpoint(os.path.join(args.out_dir, "best.pt"), {**ckpt, "optimizer": None})
-            write_json(os.path.join(args.out_dir, "best.json"), sidecar)
+                    best_step=best_step, history=history, git_commit=commit, args=vars(args), run=run, run_id=run_id)
+        sidecar = sidecar_of(ckpt)
+        # Ctrl-C waits until all four files are written; a SIGKILL in between leaves best.pt ahead of
+        # ckpt.pt (never behind it: the resumed run redoes that step), and a sidecar behind its
+        # checkpoint is rewritten when the checkpoint is loaded
+        with deferred_signals():
+            if improved:  # best.pt: the model to evaluate or fine-tune; only resume needs the optimizer
+                save_checkpoint(os.path.join(args.out_dir, "best.pt"), {**ckpt, "optimizer": None}, sidecar)
+            save_checkpoint(os.path.join(args.out_dir, "ckpt.pt"), ckpt, sidecar)
 
     def stop(message):  # the last good checkpoint stays as it is: nothing of this state is saved
         if ddp:
@@ -406,7 +553,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:  # bad input: the message names the flag or file
-        raise SystemExit(f"train.py: error: {e}")
+    cli(main, "train.py: error", (OSError, ValueError))  # bad input: the message names the flag or file

@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import urllib.request
+import uuid
 
 import numpy as np
 
@@ -87,10 +88,23 @@ def write_json(path, obj):
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n"))
 
 
-def save_checkpoint(path, ckpt):
-    """torch.save through atomic_write: a crash mid-save leaves the previous checkpoint intact."""
+def sidecar_path(path):
+    return os.path.splitext(os.fspath(path))[0] + ".json"
+
+
+def save_checkpoint(path, ckpt, sidecar=None):
+    """torch.save through atomic_write: a crash mid-save leaves the previous checkpoint intact. With a
+    sidecar (a small JSON a human can cat, written beside it as <name>.json), the checkpoint is
+    written first and holds the sidecar and a save id that the sidecar repeats: load_checkpoint
+    rewrites a sidecar that a crash between the two writes left behind."""
     import torch
+    if sidecar is not None:
+        save_id = uuid.uuid4().hex
+        sidecar = {**sidecar, "save_id": save_id}
+        ckpt = {**ckpt, "sidecar": sidecar, "save_id": save_id}
     atomic_write(path, lambda f: torch.save(ckpt, f), mode="wb")
+    if sidecar is not None:
+        write_json(sidecar_path(path), sidecar)
 
 
 def load_checkpoint(path, device="cpu"):
@@ -107,6 +121,16 @@ def load_checkpoint(path, device="cpu"):
     if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
         raise ValueError(f"{path}: not an ar2diff checkpoint (needs 'model' and 'config')")
     ckpt["model"] = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
+    if isinstance(ckpt.get("sidecar"), dict):  # the sidecar of another save (killed in between): remade
+        side = sidecar_path(path)
+        try:
+            stale = read_json(side).get("save_id") != ckpt.get("save_id")
+        except (OSError, ValueError, AttributeError):
+            stale = True
+        if stale:
+            with contextlib.suppress(OSError):
+                write_json(side, ckpt["sidecar"])
+                print(f"note: {side} did not describe {path} (a save was interrupted): rewritten", file=sys.stderr)
     return ckpt
 
 
@@ -216,13 +240,25 @@ FRACTION = flag_type(float, lambda v: 0 <= v < 1, "must be in [0, 1)")
 POSITIVE = flag_type(float, lambda v: 0 < v < float("inf"), "must be a number > 0")
 
 
-def cli(main):
-    """Run a script's main(): bad input (a missing or malformed file, a failed download) ends it
-    with one line that names the file, line or flag, not a traceback."""
+def device_flag(s):
+    """An argparse type for --device: auto, or a device this machine has (check_device)."""
+    if s == "auto":
+        return s
+    try:
+        return check_device("--device", s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix(f"--device {s}: ") + f", got {s!r}") from None
+
+
+def cli(main, prefix="error", errors=(OSError, ValueError, RuntimeError)):
+    """Run a script's main(): bad input (a missing or malformed file, a failed download, a run
+    folder that holds another run) ends it with one line that names the file, line or flag, not a
+    traceback, and exit status 2, as argparse's own flag errors."""
     try:
         return main()
-    except (OSError, ValueError, RuntimeError) as e:
-        sys.exit(f"error: {e}")
+    except errors as e:
+        print(f"{prefix}: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def write_tokens(path, ids):
