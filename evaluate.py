@@ -12,6 +12,11 @@ Evaluate a checkpoint (AR or diffusion) on a task split, or score a predictions 
     # a Table-2-like markdown table from {model: {task: metrics}} JSON files
     python evaluate.py --table out/tiny/results.json
 
+Every output records what made it: settings.json and metrics.json hold the decoding flags and the
+checkpoint (its path, sha256, step and run id). Predictions of another checkpoint path, or made with
+other settings, are refused (another --out_dir, or delete them); those of the same path whose file
+has changed since (retrained, resumed) are stale and remade, saying so in one line.
+
 Decoding defaults are the paper's (§4.1): diffusion 10 steps, temperature 0.2, 8 candidates reranked
 by model score; AR greedy for translation and QA, temperature sampling (0.8, our choice: the paper
 does not give it) for code.
@@ -19,13 +24,13 @@ does not give it) for code.
 import argparse
 import json
 import os
-import sys
 import time
 import zlib
 
 import torch
 
-from data.common import atomic_write, load_checkpoint, read_json, write_json
+from data.common import (INT, INT0, POSITIVE, atomic_write, cli, device_flag, load_checkpoint, read_json,
+                         remove_stale_temps, sha256_of, weights_mismatch, write_json)
 from data.loader import encode_task, pad_batch
 from data.tasks import load_split, load_task, read_predictions, score
 from data.tokenizer import get_tokenizer
@@ -47,23 +52,24 @@ def get_args(argv=None):
     p.add_argument("--predictions", help="score this predictions file instead of running a model")
     p.add_argument("--table", nargs="+", help="print a markdown table from results JSON files")
     p.add_argument("--out_dir", help="where predictions.jsonl and metrics.json go (default: beside the ckpt)")
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N examples (0 = all)")
-    p.add_argument("--batch_size", type=int, default=32, help="examples decoded together")
-    p.add_argument("--target_len", type=int, default=0, help="output length in tokens (default: the ckpt's)")
-    p.add_argument("--num_steps", type=int, default=None, help="diffusion denoising steps (default: paper, 10; "
+    p.add_argument("--limit", type=INT0, default=0, help="evaluate only the first N examples (0 = all)")
+    p.add_argument("--batch_size", type=INT, default=32, help="examples decoded together")
+    p.add_argument("--target_len", type=INT0, default=0, help="output length in tokens (default: the ckpt's)")
+    p.add_argument("--num_steps", type=INT, default=None, help="diffusion denoising steps (default: paper, 10; "
                    "block diffusion: per block)")
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature (default: diffusion 0.2; AR 0, or 0.8 for code)")
-    p.add_argument("--num_samples", type=int, default=None, help="diffusion candidates reranked per output (paper: 8)")
+    p.add_argument("--num_samples", type=INT, default=None, help="diffusion candidates reranked per output (paper: 8)")
     p.add_argument("--order", default=None, choices=ORDERS, help="mask unmasking order (default confidence)")
     p.add_argument("--schedule", default=None, choices=SCHEDULES, help="tokens unmasked per step (default linear)")
     p.add_argument("--threshold", type=float, default=None, help="adaptive: also unmask tokens above this probability")
     p.add_argument("--top_k", type=int, default=None, help="AR sampling: keep the k likeliest tokens")
-    p.add_argument("--num_outputs", type=int, default=1, help="outputs per example (pass@k needs n >= k)")
+    p.add_argument("--num_outputs", type=INT, default=1, help="outputs per example (pass@k needs n >= k)")
     p.add_argument("--k", default="1", help="comma-separated k for pass@k")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds per sandboxed program")
+    p.add_argument("--timeout", type=POSITIVE, default=5.0, help="seconds per sandboxed program")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (each example draws its own noise)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu|cuda")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", type=device_flag,
+                   help="cpu|cuda|cuda:N")
     p.add_argument("--dtype", default="bfloat16" if torch.cuda.is_available() else "float32",
                    help="autocast dtype on CUDA: bfloat16|float32")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
@@ -115,25 +121,59 @@ def to_metric_format(metric, outputs):
     return {k: " ".join(v[0].split()) for k, v in outputs.items()}  # one line, single spaces
 
 
+def check_predictions(out_dir, made_by, settings):
+    """Keep (resume) the predictions in out_dir only if this checkpoint file made them with these
+    settings: another checkpoint's, or other settings', are refused; those of this path made before
+    its file changed are deleted, to be remade."""
+    path, settings_path = (os.path.join(out_dir, f) for f in ("predictions.jsonl", "settings.json"))
+    old = read_json(settings_path) if os.path.exists(settings_path) else {}
+    by, old_settings = old.get("made_by"), old.get("settings", old)  # older folders: the settings alone
+    if not os.path.exists(path):
+        return
+    if by is None:
+        raise ValueError(f"--out_dir {out_dir} holds predictions that do not record the checkpoint that made them; "
+                         f"delete them or pass another --out_dir")
+    if by["ckpt"] != made_by["ckpt"]:
+        raise ValueError(f"--out_dir {out_dir} holds the predictions of {by['ckpt']} (step {by['step']}), not of "
+                         f"--ckpt {made_by['ckpt']}; pass another --out_dir, or delete them")
+    if by["sha256"] != made_by["sha256"]:
+        print(f"{out_dir}: remaking the predictions: {made_by['ckpt']} has changed since they were made (step "
+              f"{by['step']} -> {made_by['step']}, sha256 {by['sha256'][:12]} -> {made_by['sha256'][:12]})")
+        for stale in (path, os.path.join(out_dir, "metrics.json")):
+            if os.path.exists(stale):
+                os.remove(stale)
+    elif old_settings != settings:
+        diff = {k: (old_settings.get(k), v) for k, v in settings.items() if old_settings.get(k) != v}
+        raise ValueError(f"--out_dir {out_dir} holds predictions made with other settings (theirs, these: {diff}); "
+                         f"delete them or pass another --out_dir")
+
+
 def run_model(args, task_dir, meta, rows):
+    out_dir = args.out_dir or os.path.join(os.path.dirname(os.path.abspath(args.ckpt)),
+                                           f"eval_{meta['task']}_{args.split}")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--out_dir {out_dir} is a file, not a folder")
     ckpt = load_checkpoint(args.ckpt, args.device)
     tok = get_tokenizer(ckpt["tokenizer"])
-    model = model_from_checkpoint(ckpt, args.device).eval()
+    try:
+        model = model_from_checkpoint(ckpt, args.device).eval()
+    except RuntimeError as e:
+        raise weights_mismatch(args.ckpt, e) from None
+    except TypeError as e:
+        raise ValueError(f"{args.ckpt}: its config is not a model config ({e})") from None
     compiled = torch.device(args.device).type == "cuda" if args.compile is None else args.compile
     if compiled:
         compile_for_decoding(model)
-    out_dir = args.out_dir or os.path.join(os.path.dirname(os.path.abspath(args.ckpt)),
-                                           f"eval_{meta['task']}_{args.split}")
     os.makedirs(out_dir, exist_ok=True)
+    remove_stale_temps(out_dir)
     path = os.path.join(out_dir, "predictions.jsonl")
     settings = {k: getattr(args, k) for k in ("split", "limit", "target_len", "num_steps", "temperature",
                                                "num_samples", "order", "schedule", "threshold", "top_k",
                                                "num_outputs", "seed")}
-    settings_path = os.path.join(out_dir, "settings.json")
-    if os.path.exists(settings_path) and read_json(settings_path) != settings:
-        raise ValueError(f"{out_dir} holds predictions made with other settings "
-                         f"{read_json(settings_path)}; delete it or pass another --out_dir")
-    write_json(settings_path, settings)
+    made_by = dict(ckpt=os.path.abspath(args.ckpt), sha256=sha256_of(args.ckpt), step=ckpt.get("step"),
+                   run_id=ckpt.get("run_id"), task_dir=os.path.abspath(task_dir))
+    check_predictions(out_dir, made_by, settings)
+    write_json(os.path.join(out_dir, "settings.json"), dict(settings=settings, made_by=made_by))
     done = {}
     if os.path.exists(path):  # continue an interrupted run: keep every complete line
         records = []
@@ -169,7 +209,7 @@ def run_model(args, task_dir, meta, rows):
     metrics.pop("results", None)
     metrics.update(task=meta["task"], ckpt=os.path.abspath(args.ckpt), step=ckpt.get("step"),
                    objective=ckpt["objective"], noise=ckpt.get("noise"), examples=len(rows),
-                   decode_seconds=round(elapsed, 2), settings=settings)
+                   decode_seconds=round(elapsed, 2), settings=settings, made_by=made_by)
     write_json(os.path.join(out_dir, "metrics.json"), metrics)
     return metrics
 
@@ -207,9 +247,6 @@ def main(argv=None):
         return results
     if bool(args.ckpt) == bool(args.predictions):
         raise SystemExit("give either --ckpt (run a model) or --predictions (score a file)")
-    for flag in ("num_steps", "num_samples", "num_outputs", "batch_size"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise SystemExit(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     task_dir = args.task_dir or (f"data/{args.task}" if args.task else None)
     if task_dir is None and args.ckpt:
         task_dir = (load_checkpoint(args.ckpt).get("task") or {}).get("folder")  # the fine-tuning task
@@ -219,6 +256,8 @@ def main(argv=None):
     rows = load_split(task_dir, args.split)
     rows = rows[: args.limit] if args.limit else rows
     if args.predictions:
+        if os.path.isdir(args.predictions):
+            raise ValueError(f"--predictions {args.predictions} is a folder, not a predictions file")
         predictions = read_predictions(meta["metric"], args.predictions, rows)
         kw = {"ks": parse_ks(args.k), "timeout": args.timeout} if meta["metric"] == "pass@k" else {}
         metrics = score(meta["metric"], rows, predictions, **kw)
@@ -230,7 +269,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as e:  # bad input: a clear message, not a stack trace
-        sys.exit(f"error: {e}")
+    cli(main, "error", (OSError, ValueError))  # bad input: a clear message, not a stack trace
