@@ -27,6 +27,7 @@ loaders use EOS for an empty input; corpus windows split at 1..T-1).
     loss = diffusion_loss(model, idx, prefix_len, seq_len, "mask", tok, block_len=None)
     tokens, scores = diffusion_generate(model, prefix, prefix_len, target_len=64, tok=tok)
     tokens, scores, calls = decode(model, ckpt, prefix, prefix_len, 64, tok)  # AR, diffusion or block
+    calls_per_token(calls, output_lengths(tokens, tok.eos_id))  # model calls per output token
 """
 import math
 
@@ -157,7 +158,7 @@ def commit_schedule(target_len, num_steps, schedule="linear"):
 @torch.no_grad()
 def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask", num_steps=10,
                        temperature=0.2, num_samples=8, order="confidence", schedule="linear",
-                       threshold=None, generators=None, block_len=None, return_info=False):
+                       threshold=None, generators=None, block_len=None, return_info=False, fused=True):
     """
     Decode a target of target_len tokens for each example of prefix (B, P) (right-padded, lengths
     prefix_len). Defaults are the paper's (§4.1): 10 steps, temperature 0.2, 8 candidates per
@@ -165,23 +166,30 @@ def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask",
     cache); each step runs only the target positions.
 
     block_len None: one canvas of target_len tokens (full diffusion). block_len K: blocks of K tokens
-    one after another, num_steps steps inside each; a decided block runs once more, clean, to write
-    its keys/values into the cache (exact: what training showed the next blocks), and its last
-    output reads the next block's first token. Decoding stops after the block that holds EOS (the
-    slots after it hold EOS), so outputs have their own lengths. K = 1 is greedy-or-sampled AR.
+    one after another, num_steps steps inside each. A decided block's clean keys/values go into the
+    cache (exact: what training showed the next blocks) in the same forward pass as the next block's
+    first step (BD3-LM, Fast-dLLM v2): [decided block ; next canvas] under the block rule is exact, as
+    the decided block attends only to the cache and itself; its last output reads the next block's
+    first token. fused=False spends a call of its own on the decided block (the same tokens). Decoding
+    stops after the block that holds EOS (the slots after it hold EOS), so outputs have their own
+    lengths. K = 1 is greedy-or-sampled AR.
     mask:    confidence order unmasks the most probable sampled tokens first; random order unmasks
              random positions (ancestral sampling); `threshold` also commits every token whose
-             probability passes it (at least the schedule's count, so num_steps is a cap and the
-             decoder stops early when the canvas is full).
+             probability passes it (at least the schedule's count, so num_steps is a cap and a block
+             ends early when it is full: Fast-dLLM's parallel decoding).
     uniform: the canvas starts as random tokens and every position is resampled at every step.
+    Only the rows still decoding (their block has masks, no earlier block held EOS) draw noise, so
+    each example's generator advances as if it were decoded alone: the output does not depend on
+    the batch, with a threshold too.
     Score (the reranking, our choice where the paper's does not apply): mask noise, the mean
     log-probability each token had when it was committed. The paper scores the final canvas with
     the final step's logits, but the mask objective never trains the outputs at visible positions,
     so that score is mostly noise there; uniform noise trains every position: the paper's score.
     Returns tokens (B, target_len) and scores (B,); with return_info also a dict: "calls" (model
-    forward passes, the prefix pass included), "steps" (denoising steps), "commits" (B*S, steps)
-    tokens committed per step (mask only), "candidates" (B, S, L), "candidate_scores" (B, S) and
-    "candidate_logp" (B, S, L): each token's score term, 0 after an EOS block (for other rerankings).
+    forward passes, the prefix pass included), "example_calls" (B,) (the calls each example needs
+    decoded alone), "steps" (denoising steps), "commits" (B*S, steps) tokens committed per step
+    (mask only), "candidates" (B, S, L), "candidate_scores" (B, S) and "candidate_logp" (B, S, L):
+    each token's score term, 0 after an EOS block (for other rerankings).
     """
     _check_noise(noise)
     if order not in ORDERS:
@@ -210,56 +218,77 @@ def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask",
     decided = torch.zeros(B * S, L, dtype=torch.bool, device=device)  # in a block decoded before EOS
     finished = torch.zeros(B * S, dtype=torch.bool, device=device)  # an earlier block held EOS
     calls, steps, commits = 1, 0, []
+    example_calls = torch.ones(B, dtype=torch.long, device=device)
+
+    def called(rows):  # one forward pass; it counts for the examples that would make it alone
+        nonlocal calls
+        calls += 1
+        example_calls.add_(rows.view(B, S).any(-1))
+
+    def new_canvas(n):
+        if noise == "mask":
+            return torch.full((B * S, n), tok.mask_id, dtype=torch.long, device=device)
+        return _randint(tok.n_ordinary, (B, S, n), generators, device).flatten(0, 1)
+
+    canvas, ahead = new_canvas(min(K, L)), None  # ahead: this block's first-step hidden states (fused pass)
     for lo in range(0, L, K):
         n = min(K, L - lo)
         run = dict(cache=cache, start=P + lo, mode=mode, block_len=block_len, head=False)
-        if noise == "mask":
-            canvas = torch.full((B * S, n), tok.mask_id, dtype=torch.long, device=device)
-            counts = commit_schedule(n, num_steps, schedule)
-        else:  # one token alone needs one draw: its logits do not depend on the canvas
-            canvas = _randint(tok.n_ordinary, (B, S, n), generators, device).flatten(0, 1)
-            counts = [0] * (num_steps if n > 1 else 1)
+        # one token alone needs one draw: its logits do not depend on the canvas
+        counts = commit_schedule(n, num_steps, schedule) if noise == "mask" else [0] * (num_steps if n > 1 else 1)
         block_logp = torch.zeros(B * S, n, device=device)
         for count in counts:
-            logits = first[:, None].clone()  # output i reads token i + 1: the canvas's last output is not needed
+            active = ~finished & ((canvas == tok.mask_id).any(-1) if noise == "mask" else True)
+            if not bool(active.any()):  # threshold: every block is full
+                break
+            rows = active.nonzero()[:, 0]
+            logits = first[rows, None]  # output i reads token i + 1: the canvas's last output is not needed
             if n > 1:
-                logits = torch.cat([logits, model.lm_head(model(canvas, P, **run)[:, :-1]).float()], 1)
-                calls += 1
+                if ahead is None:
+                    ahead = model(canvas, P, **run)
+                    called(active)
+                logits = torch.cat([logits, model.lm_head(ahead[rows, :-1]).float()], 1)
+                ahead = None
             steps += 1
             logits[..., tok.mask_id:] = float("-inf")  # never produce [MASK] or a spare id
-            x0 = sample_logits(logits, temperature, generators=gens)  # (B*S, n)
-            # log p(x0) = logit - logsumexp: no (B*S, n, V) softmax tensor
+            g = None if gens is None else [gens[i] for i in rows.tolist()]
+            x0 = sample_logits(logits, temperature, generators=g)  # (A, n): the active rows only
+            # log p(x0) = logit - logsumexp: no (A, n, V) softmax tensor
             lp = logits.gather(-1, x0[..., None])[..., 0] - logits.logsumexp(-1)
             if noise == "uniform":
-                canvas, block_logp = x0, lp  # the paper's score: the final canvas under the final logits
+                canvas[rows], block_logp[rows] = x0, lp  # the paper's score: the final canvas under the final logits
                 continue
-            masked = canvas == tok.mask_id
-            conf = (lp.exp() if order == "confidence" else _rand((B, S, n), generators, device).flatten(0, 1))
+            masked = canvas[rows] == tok.mask_id
+            conf = lp.exp() if order == "confidence" else _rand(masked.shape, g, device)
             conf = conf.masked_fill(~masked, -1.0)
-            n_commit = torch.full((B * S,), count, device=device)
+            n_commit = torch.full((len(rows),), count, device=device)
             if threshold is not None:
                 n_commit = torch.maximum(n_commit, (conf >= threshold).sum(-1))
             rank = conf.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)  # 0 = most confident
             commit = masked & (rank < n_commit[:, None])
-            canvas, block_logp = torch.where(commit, x0, canvas), torch.where(commit, lp, block_logp)
-            commits.append(commit.sum(-1))
-            if threshold is not None and not bool((canvas == tok.mask_id).any()):
-                break
+            canvas[rows] = torch.where(commit, x0, canvas[rows])
+            block_logp[rows] = torch.where(commit, lp, block_logp[rows])
+            commits.append(torch.zeros(B * S, dtype=torch.long, device=device).index_put_((rows,), commit.sum(-1)))
         tokens[:, lo: lo + n] = torch.where(finished[:, None], tok.eos_id, canvas)
         logp[:, lo: lo + n], decided[:, lo: lo + n] = block_logp, ~finished[:, None]
         finished |= (canvas == tok.eos_id).any(-1)
         if lo + n == L or bool(finished.all()):
             break
-        # commit the block: its clean keys/values into the cache, once (never recomputed)
-        first = model.lm_head(model(canvas, P, **run)[:, -1]).float()
-        calls += 1
+        # the block's clean keys/values into the cache, once (never recomputed), fused with the next
+        # block's first step when that block has a canvas to run
+        nxt = new_canvas(min(K, L - lo - n))
+        both = fused and nxt.size(1) > 1
+        out = model(torch.cat([canvas, nxt], 1) if both else canvas, P, **run)
+        called(~finished)
+        first, ahead, canvas = model.lm_head(out[:, n - 1]).float(), out[:, n:] if both else None, nxt
     logp = logp * decided  # a candidate's score terms: none after its EOS block
     score = (logp.sum(-1) / decided.sum(-1).clamp(min=1)).view(B, S)
     best = score.argmax(-1)  # rerank: keep the candidate with the best score (paper §4.1)
     out = tokens.view(B, S, L)[torch.arange(B, device=device), best]
     scores = score[torch.arange(B, device=device), best]
     if return_info:
-        return out, scores, dict(calls=calls, steps=steps, commits=torch.stack(commits, 1) if commits else None,
+        return out, scores, dict(calls=calls, example_calls=example_calls, steps=steps,
+                                 commits=torch.stack(commits, 1) if commits else None,
                                  candidates=tokens.view(B, S, L), candidate_scores=score,
                                  candidate_logp=logp.view(B, S, L))
     return out, scores
@@ -277,7 +306,9 @@ def decode(model, trained, prefix, prefix_len, target_len, tok, generators=None,
     AR: KV-cached, greedy unless a temperature is given, [MASK] and spare ids never produced.
     Diffusion: diffusion_generate, the paper's settings (§4.1) for every `sampler` setting left None.
     A setting that does not apply to the model is an error naming it as the scripts' flag.
-    Returns tokens (B, target_len), scores (B,) (None for AR) and the number of model calls made.
+    Returns tokens (B, target_len), scores (B,) (None for AR) and calls (B,): the model calls each
+    example needs, as if decoded alone (the prefix pass included; the batch's passes are at least
+    the largest of them). AR: one per output token (output_lengths).
     """
     if trained.get("objective") not in ("ar", "diffusion") or (trained["objective"] == "diffusion" and
                                                                trained.get("noise") not in NOISES):
@@ -290,16 +321,30 @@ def decode(model, trained, prefix, prefix_len, target_len, tok, generators=None,
         what = "an AR" if ar else f"a {trained.get('noise')}-noise diffusion"
         raise ValueError(f"{', '.join('--' + k for k in wrong)} cannot be used with {what} model")
     if ar:
-        tokens, calls = model.generate(prefix, prefix_len, target_len, tok.eos_id, temperature=temperature or 0.0,
-                                       top_k=top_k, generators=generators, suppress_from=tok.mask_id,
-                                       return_calls=True)
-        return tokens, None, calls
+        tokens = model.generate(prefix, prefix_len, target_len, tok.eos_id, temperature=temperature or 0.0,
+                                top_k=top_k, generators=generators, suppress_from=tok.mask_id)
+        return tokens, None, output_lengths(tokens, tok.eos_id)
     kw = {**PAPER, **{k: v for k, v in sampler.items() if v is not None}}
     kw["temperature"] = PAPER["temperature"] if temperature is None else temperature
     tokens, scores, info = diffusion_generate(model, prefix, prefix_len, target_len, tok, noise=trained["noise"],
                                               block_len=trained.get("block_len"), generators=generators,
                                               return_info=True, **kw)
-    return tokens, scores, info["calls"]
+    return tokens, scores, info["example_calls"]
+
+
+def output_lengths(tokens, eos_id):
+    """(B,) the tokens each output of (B, L) decides: up to and including its first EOS (L without one).
+    EOS counts: it is a decision too, and then KV-cached AR makes exactly one model call per output token
+    (its prefix pass reads the first)."""
+    eos = tokens == eos_id
+    return torch.where(eos.any(-1), eos.int().argmax(-1) + 1, tokens.size(1))
+
+
+def calls_per_token(calls, lengths):
+    """Model calls per output token over outputs: sum of each one's calls (decode's, as if alone) / sum of
+    output_lengths. The one definition sample.py, runs/quality.py and runs/pareto.py report; 1 / it is the
+    tokens per call (AR: 1)."""
+    return float(sum(calls)) / max(1, int(sum(lengths)))
 
 
 def cut_at_eos(tokens, eos_id):

@@ -1,6 +1,7 @@
 """Block diffusion: the third attention rule sits exactly between AR (K = 1) and full diffusion
 (K >= the target), its decoding cache is exact, outputs stop after their EOS block, and a block
 model goes through adapt.py, train.py, evaluate.py like the others."""
+import copy
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import evaluate
 import train
 from data.common import load_checkpoint
 from data.tokenizer import get_tokenizer
-from diffusion import commit_schedule, diffusion_generate, diffusion_loss
+from diffusion import calls_per_token, commit_schedule, decode, diffusion_generate, diffusion_loss, output_lengths
 from model import GPT, GPTConfig, ar_loss, make_generators, target_mask
 from tests.test_evaluate import make_task
 from tests.tiny_data import one_thread, tiny_flags, write_tiny_corpus, write_tiny_task  # noqa: F401 (autouse fixture)
@@ -117,22 +118,142 @@ def reference_decode(model, prefix, P, L, K, num_steps):
     return out, torch.tensor(logps)
 
 
-@pytest.mark.parametrize("K,steps", [(4, 2), (3, 3), (1, 1)])
-def test_cached_block_decoding_equals_recomputing(K, steps):
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("K,steps", [(4, 2), (3, 3), (1, 1), (2, 2)])
+def test_cached_block_decoding_equals_recomputing(K, steps, fused):
     model = small_model(1)
     prefix = torch.randint(0, TOK.n_ordinary, (2, 6), generator=torch.Generator().manual_seed(2))
     P, L = torch.tensor([6, 4]), 11
     with torch.no_grad():
         tokens, scores, info = diffusion_generate(model, prefix, P, L, TOK, num_steps=steps, temperature=0,
-                                                  num_samples=1, block_len=K, return_info=True)
+                                                  num_samples=1, block_len=K, return_info=True, fused=fused)
         ref, ref_scores = reference_decode(model, prefix, P, L, K, steps)
     for b in range(2):
         assert tokens[b, : len(ref[b])].tolist() == ref[b].tolist()
     torch.testing.assert_close(scores, ref_scores, rtol=1e-5, atol=1e-5)
     sizes = [min(K, L - lo) for lo in range(0, L, K)]
-    # model calls: the prefix pass, the canvas passes of each block (none for one token), and a commit
-    # per block but the last
-    assert info["calls"] == 1 + sum(min(steps, n) for n in sizes if n > 1) + len(sizes) - 1
+    # model calls: the prefix pass, the canvas passes of each block (none for one token), and a pass caching
+    # each block but the last; fused, that pass is also the first canvas pass of the next block (unless the
+    # next block is one token, which has no canvas pass)
+    caching = len(sizes) - 1 if not fused else sum(n == 1 for n in sizes[1:])
+    assert info["calls"] == 1 + sum(min(steps, n) for n in sizes if n > 1) + caching
+    assert info["example_calls"].tolist() == [info["calls"]] * 2  # greedy, no EOS: every block, every step
+
+
+def fixed_logits_model(logits):
+    """A model whose logits are these {id: value} (0 for other ids) at every position, whatever the input."""
+    model = small_model(0)
+    with torch.no_grad():
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.zero_()
+        model.transformer.ln_f.bias[0] = 1.0
+        model.transformer.wte.weight[:, 0] = 0.0
+        for i, v in logits.items():
+            model.transformer.wte.weight[i, 0] = v
+    return model
+
+
+@pytest.mark.parametrize("order", ["confidence", "random"])
+def test_threshold_block_decoding_is_batch_invariant(order):
+    """p(x) = 0.54 passes the 0.5 threshold, so at temperature 1 each candidate fills its block after its own
+    number of steps, and some outputs end early (EOS): a full row must not draw noise while its batch-mates
+    go on, or its later blocks depend on them."""
+    model = fixed_logits_model({ord("x"): 8.0, ord("y"): 7.0, ord(" "): 7.0, TOK.eos_id: 6.0})
+    prefix = torch.randint(0, TOK.n_ordinary, (6, 5), generator=torch.Generator().manual_seed(4))
+    P = torch.tensor([5, 3, 4, 5, 2, 5])
+    kw = dict(num_steps=4, temperature=1.0, num_samples=2, block_len=4, threshold=0.5, order=order, return_info=True)
+    with torch.no_grad():
+        tokens, scores, info = diffusion_generate(model, prefix, P, 16, TOK, generators=make_generators(range(6), "cpu"),
+                                                  **kw)
+        alone = [diffusion_generate(model, prefix[b: b + 1], P[b: b + 1], 16, TOK,
+                                    generators=make_generators([b], "cpu"), **kw) for b in range(6)]
+    for b, (t, s, i) in enumerate(alone):
+        assert torch.equal(tokens[b], t[0]) and torch.equal(scores[b], s[0])
+        assert torch.equal(info["candidates"][b], i["candidates"][0])
+        assert info["example_calls"][b] == i["calls"] == i["example_calls"][0]  # what it costs alone
+    assert info["calls"] >= max(info["example_calls"].tolist())
+    assert len(set(info["example_calls"].tolist())) > 1  # the rows really took different numbers of calls
+    assert (info["commits"] > 1).any()  # the threshold committed several tokens in one call
+
+
+def test_fused_pass_equals_separate_passes():
+    """[decided block ; next canvas] in one cached forward = the decided block, then the canvas: the same
+    logits within float tolerance and the same keys/values in the cache for the decided block."""
+    model, K = small_model(4, block_size=32), 4
+    prefix = torch.randint(0, TOK.n_ordinary, (2, 5), generator=torch.Generator().manual_seed(7))
+    P = torch.tensor([5, 3])
+    block = torch.randint(0, TOK.n_ordinary, (2, K), generator=torch.Generator().manual_seed(8))
+    canvas = torch.full((2, K), TOK.mask_id)
+    outs, caches = [], []
+    with torch.no_grad():
+        for fused in (True, False):
+            cache, _ = model.prefill(prefix, P, capacity=5 + 2 * K)
+            run = dict(cache=cache, mode="block", block_len=K)
+            if fused:
+                outs.append(model(torch.cat([block, canvas], 1), P, start=P, **run))
+            else:
+                outs.append(torch.cat([model(block, P, start=P, **run), model(canvas, P, start=P + K, **run)], 1))
+            caches.append(cache)
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    for b in range(2):
+        decided = slice(0, int(P[b]) + K)
+        for a, c in zip(caches[0].k + caches[0].v, caches[1].k + caches[1].v):
+            torch.testing.assert_close(a[b, :, decided], c[b, :, decided], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("K,threshold", [(4, None), (8, 0.3), (16, 0.3), (3, None)])
+def test_fused_cache_write_equals_separate_pass(K, threshold):
+    """Sampled, reranked, with and without a threshold, blocks of 3 to 16: the fused write gives the same tokens
+    and scores as a pass of its own per decided block, one call fewer per block that follows (EOS never ends an
+    output here: it is told that EOS is [MASK], which is never produced)."""
+    model, L = small_model(5), 21
+    prefix = torch.randint(0, TOK.n_ordinary, (3, 6), generator=torch.Generator().manual_seed(9))
+    P = torch.tensor([6, 2, 4])
+    no_eos = copy.copy(TOK)
+    no_eos.eos_id = TOK.mask_id
+    with torch.no_grad():
+        model.lm_head.weight.mul_(30.0)  # sharper predictions: some pass the threshold
+        runs = [diffusion_generate(model, prefix, P, L, no_eos, num_steps=K, temperature=1.0, num_samples=2,
+                                   threshold=threshold, block_len=K, generators=make_generators([1, 2, 3], "cpu"),
+                                   return_info=True, fused=fused) for fused in (True, False)]
+    (tokens, scores, info), (ref, ref_scores, ref_info) = runs
+    assert torch.equal(tokens, ref) and torch.equal(info["candidates"], ref_info["candidates"])
+    torch.testing.assert_close(scores, ref_scores, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(info["candidate_logp"], ref_info["candidate_logp"], rtol=1e-5, atol=1e-5)
+    sizes = [min(K, L - lo) for lo in range(0, L, K)]
+    saved = sum(n > 1 for n in sizes[1:])
+    assert info["calls"] == ref_info["calls"] - saved and info["steps"] == ref_info["steps"]
+    assert (info["example_calls"] == ref_info["example_calls"] - saved).all()
+    if threshold:
+        assert info["steps"] < len(sizes) * K  # blocks ended early
+    assert info["calls"] == 1 + info["steps"]  # one call per step (a one-token block's is its caching pass)
+
+
+def test_calls_per_output_token():
+    """A confident model (threshold 0: each block decided in one call): the prefix pass, then one call per
+    block; AR (K = 1) makes one call per output token, EOS included."""
+    model = fixed_logits_model({ord("x"): 8.0, TOK.eos_id: 7.9})
+    prefix, P = torch.full((1, 3), ord("a")), torch.tensor([3])
+    with torch.no_grad():
+        for fused, calls in ((True, 4), (False, 6)):  # 12 tokens in blocks of 4
+            tokens, _, info = diffusion_generate(model, prefix, P, 12, TOK, num_steps=4, temperature=0, num_samples=1,
+                                                 threshold=0.0, block_len=4, return_info=True, fused=fused)
+            assert tokens.tolist() == [[ord("x")] * 12] and info["calls"] == calls and info["steps"] == 3
+        ckpt = dict(objective="diffusion", noise="mask", block_len=4)
+        tokens, _, calls = decode(model, ckpt, prefix, P, 12, TOK, threshold=0.0, num_steps=4, num_samples=1,
+                                  temperature=0)
+        assert calls.tolist() == [4] and calls_per_token(calls, output_lengths(tokens, TOK.eos_id)) == 4 / 12
+        # an output that ends: EOS at slot 4 of a sampled AR output; its calls are its tokens, EOS included
+        gens = make_generators([0, 1, 2, 3], "cpu")
+        tokens, _, calls = decode(model, dict(objective="ar"), prefix.expand(4, 3), P.expand(4), 12, TOK, gens,
+                                  temperature=1.0)
+        n = output_lengths(tokens, TOK.eos_id)
+        assert torch.equal(calls, n) and len(set(n.tolist())) > 1
+        for b in range(4):
+            row = tokens[b].tolist()
+            assert n[b] == (row.index(TOK.eos_id) + 1 if TOK.eos_id in row else 12)
+        assert calls_per_token(calls, n) == 1.0
+    assert output_lengths(torch.tensor([[5, TOK.eos_id, 5, TOK.eos_id], [5, 5, 5, 5]]), TOK.eos_id).tolist() == [2, 4]
 
 
 EOS_SCALE = 3.0
