@@ -48,7 +48,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     N, K = args.adapt_steps, args.block_len
     rows = {"AR": "ar", "diffusion": "diffusion", "AR2Diff_0": "ar2diff_0", f"AR2Diff_{N}": f"ar2diff_{N}",
-            f"AR2Diff-block{K}_{N}": f"ar2diff_block{K}_{N}", f"AR2Diff_{N} (uniform)": f"ar2diff_uniform_{N}"}
+            f"AR2Diff-block{K}_{N}": f"ar2diff_block{K}_{N}", f"AR2Diff_{N} (uniform)": f"ar2diff_uniform_{N}",
+            # runs/multi30k.sh's rows fine-tuned on the AR model's distilled train set (runs/distill.py)
+            "diffusion (distilled)": "diffusion_distilled",
+            f"AR2Diff-block{K}_{N} (distilled)": f"ar2diff_block{K}_{N}_distilled"}
     sweep = {"diffusion": "diffusion", f"AR2Diff_{N}": f"ar2diff_{N}", f"AR2Diff-block{K}_{N}": f"ar2diff_block{K}_{N}"}
     TASKS = tuple(t for t in args.tasks.split(",") if t)
     counts = sorted(int(s) for s in args.candidates.split(",") if s)
@@ -80,7 +83,7 @@ def main(argv=None):
                 decoding.setdefault(row, {}).setdefault(task, []).append(None if m is None else dict(
                     ms=1e3 * m["decode_seconds"] / m["examples"] if m.get("examples") else None,
                     length_ratio=m.get("length_ratio")))
-            side = load(os.path.join(run, "pretrain", folder, "best.json"))
+            side = load(os.path.join(run, "pretrain", folder.removesuffix("_distilled"), "best.json"))
             if side is None and report:
                 side = report["pretrain"].get(row)
             adapt_loss.setdefault(row, []).append(None if side is None else side.get("val_loss"))
@@ -125,7 +128,8 @@ def main(argv=None):
                   "example.", "", "| model | " + " | ".join(f"S = {S}" for S in counts) + " |",
                   "|---" * (len(counts) + 1) + "|"]
         lines += [f"| {row} | " + " | ".join(cell(reranking[row][S]) for S in counts) + " |" for row in sweep]
-    losses = {row: v for row, v in adapt_loss.items() if any(x is not None for x in v)}
+    losses = {row: v for row, v in adapt_loss.items()  # a distilled row's pretraining is its model's
+              if any(x is not None for x in v) and not row.endswith(" (distilled)")}
     lines += ["", "Best validation loss of pretraining or adaptation (nats per token; AR: next-token NLL, the "
               "others: their diffusion loss, a bound on the NLL):", "", "| model | val loss |", "|---|---|"]
     lines += [f"| {row} | " + " / ".join("–" if x is None else f"{x:.3f}" for x in v) + " |"
@@ -161,7 +165,10 @@ def reading(scores, reranking, rows, counts, N, K, n_seeds, TASKS):
     full, block, uniform = f"AR2Diff_{N}", f"AR2Diff-block{K}_{N}", f"AR2Diff_{N} (uniform)"
     for a, b, what in ((block, full, f"block (K = {K}) against full conversion"),
                        (full, uniform, "mask against uniform noise"),
-                       (block, "diffusion", f"AR2Diff-block{K}_{N} against diffusion from scratch")):
+                       (block, "diffusion", f"AR2Diff-block{K}_{N} against diffusion from scratch"),
+                       (f"{block} (distilled)", block, f"AR2Diff-block{K}_{N} distilled against real references"),
+                       (f"{block} (distilled)", "diffusion (distilled)",
+                        f"AR2Diff-block{K}_{N} against diffusion from scratch, both distilled")):
         text = []
         for t in TASKS:
             pairs = [(x, y) for x, y in zip(scores[a][t], scores[b][t]) if None not in (x, y)]

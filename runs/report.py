@@ -46,12 +46,14 @@ def main():
     p.add_argument("--settings", default="", help="free text: the recipe's settings, for the report")
     p.add_argument("--curves", action="store_true", help="plot the validation curves (needs matplotlib)")
     p.add_argument("--quality", default=None, help="a steps sweep JSON of runs/quality.py, for the report")
+    p.add_argument("--validation", action="store_true", help="also report eval_validation/metrics.json of each row")
+    p.add_argument("--pareto", default=None, help="the front's JSON (runs/pareto.py), kept in results.json")
     args = p.parse_args()
     models = dict(m.split("=") for m in args.models.split(","))
     tasks = args.tasks.split(",")
     data = args.data or os.path.join(args.out, "data")
 
-    results, pretrain, missing = {}, {}, []
+    results, validation, pretrain, missing = {}, {}, {}, []
     for row, folder in models.items():
         for task in tasks:
             m = load(os.path.join(args.out, "finetune", folder, task, "eval", "metrics.json"))
@@ -59,7 +61,14 @@ def main():
                 missing.append(f"{row}/{task}")
                 continue
             results.setdefault(row, {})[task] = m
-        side = load(os.path.join(args.out, "pretrain", folder, "best.json"))
+            v = load(os.path.join(args.out, "finetune", folder, task, "eval_validation", "metrics.json"))
+            if args.validation and v is None:
+                missing.append(f"{row}/{task} (validation)")
+            elif v is not None:
+                validation.setdefault(row, {})[task] = v
+        if pretrain_folder(folder) in [pretrain_folder(models[r]) for r in pretrain]:
+            continue  # a distilled row shares its pretraining with the row on the real references
+        side = load(os.path.join(args.out, "pretrain", pretrain_folder(folder), "best.json"))
         if side:
             pretrain[row] = dict(step=side.get("step"), val_loss=side.get("val_loss"),
                                  objective=side.get("objective"), noise=side.get("noise"))
@@ -68,7 +77,11 @@ def main():
     speed_compiled = load(os.path.join(args.out, "speed_compiled.json"))  # the same, both sides compiled
     quality = load(args.quality) if args.quality else None
     curves = transfer_curves(args.out, models) if args.curves else None
-    out = dict(results=results, pretrain=pretrain, baselines={t: metas[t].get("baselines") for t in tasks},
+    distilled = {t: (load(os.path.join(data, f"{t}_distilled", "meta.json")) or {}).get("distilled") for t in tasks}
+    distilled = {t: d for t, d in distilled.items() if d}
+    pareto = load(args.pareto) if args.pareto else None
+    out = dict(results=results, validation=validation if args.validation else None, distilled=distilled or None,
+               pareto=pareto, pretrain=pretrain, baselines={t: metas[t].get("baselines") for t in tasks},
                speed=speed, speed_compiled=speed_compiled, quality=quality, curves=curves,
                training_speed=training_speed(args.out),
                seconds=args.seconds, settings=args.settings, missing=missing,
@@ -81,6 +94,12 @@ def main():
     if missing:
         lines.append(f"**Missing results:** {', '.join(missing)}.")
     lines += ["", "## Results (test split)", "", markdown_table(results), ""]
+    if validation:
+        lines += ["Validation split (the same decoding; settings are chosen here):", "", markdown_table(validation), ""]
+    ratios = [f"{row} {m['length_ratio']:.2f}" for row, per in results.items() for m in per.values()
+              if m.get("length_ratio") is not None]
+    if ratios:
+        lines += ["Output/reference length ratio (test): " + ", ".join(ratios) + ".", ""]
     lines += ["Metric per task: " + ", ".join(f"{t}: {MAIN_METRIC[metas[t].get('metric', 'bleu')]}"
                                                 for t in tasks) + " (percent; BLEU by sacreBLEU)."]
     extra = []
@@ -106,6 +125,15 @@ def main():
         b = test_baselines(metas[t])
         if b:
             lines.append(f"- {t}: " + ", ".join(f"{k} {fmt(v)}" for k, v in b.items()))
+    for t, d in distilled.items():
+        lines += ["", "## Distillation", "", f"{t}: the AR teacher {d['teacher']} (step {d['teacher_step']}) decoded the "
+                  f"{d['rows']:,} train inputs greedily ({d['decoding']['target_len']} tokens at most, batch "
+                  f"{d['batch_size']}) in {d['seconds']:.0f} s; {d['identical_to_reference']:,} outputs are identical "
+                  f"to their reference, {d['empty_outputs']} empty. Rows marked (distilled) were fine-tuned on these "
+                  "targets; validation and test keep the real references."]
+    if pareto is not None:
+        lines += ["", "## Quality against latency", "", f"The front of runs/pareto.py: {args.pareto} "
+                  "(`pareto.png`)."]
     if pretrain:
         lines += ["", "## Pretraining", "", "| model | objective | steps | val loss (nats/token) |",
                   "|---|---|---|---|"]
@@ -137,6 +165,11 @@ def main():
     from data.common import atomic_write
     atomic_write(os.path.join(args.out, "report.md"), lambda f: f.write(text))
     print(text)
+
+
+def pretrain_folder(folder):
+    """The pretraining (or adaptation) a fine-tuning folder started from: a distilled row's is its model's."""
+    return folder.removesuffix("_distilled")
 
 
 def test_baselines(meta):
@@ -205,12 +238,15 @@ def transfer_curves(out, models):
     """Validation curves from the checkpoints' sidecars: diffusion pretraining from scratch against each
     AR2Diff_N (the same fixed held-out windows and noise draw), the fine-tuning runs; and for each N the
     diffusion steps from scratch needed to reach AR2Diff_N's validation loss. Writes the two PNGs."""
-    pre = {row: history(os.path.join(out, "pretrain", folder, "ckpt.json")) for row, folder in models.items()}
+    pre = {}
+    for row, folder in models.items():  # one curve per pretraining (a distilled row shares its model's)
+        if pretrain_folder(folder) not in [pretrain_folder(models[r]) for r in pre]:
+            pre[row] = history(os.path.join(out, "pretrain", pretrain_folder(folder), "ckpt.json"))
     ft = os.path.join(out, "finetune")
     fine = {row: history(os.path.join(ft, folder, task, "ckpt.json"))
             for row, folder in models.items() for task in sorted(os.listdir(os.path.join(ft, folder)))
             if os.path.isdir(os.path.join(ft, folder, task))} if os.path.isdir(ft) else {}
-    scratch = pre.get("diffusion") or []
+    scratch = next((c for r, c in pre.items() if pretrain_folder(models[r]) == "diffusion"), None) or []
     saved = {}
     for row, curve in pre.items():
         if not row.startswith("AR2Diff_") or not curve or not scratch:
@@ -243,8 +279,9 @@ def plot_curves(out, curves):
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for row, c in curves["pretrain"].items():
         if len(c) > 1:
-            ax.plot(*zip(*c), "o-" if row == "diffusion" else "s-", ms=3, label=f"{row}" + (
-                " (from scratch)" if row == "diffusion" else " (from the AR model)"))
+            scratch = row.startswith("diffusion")
+            ax.plot(*zip(*c), "o-" if scratch else "s-", ms=3, label=row.removesuffix(" (distilled)") + (
+                " (from scratch)" if scratch else " (from the AR model)"))
         else:
             ax.plot(*zip(*c), "k*", ms=10, label=f"{row} (the converted AR model)")
     ax.set(xlabel="diffusion pretraining steps", ylabel="validation loss (diffusion ELBO, nats/token)",
@@ -326,8 +363,9 @@ def reading(results, tasks, metas):
         below = [f"{r} {score(r, t):.1f}" for r in results if score(r, t) is not None and score(r, t) <= best]
         out.append(f"- Every model above the strongest baseline on {t} ({name}, {best:.1f}): "
                    + ("yes" if not below else f"no ({', '.join(below)})") + ".")
+    scratch = "diffusion" if "diffusion" in results else "diffusion (distilled)"
     for t in tasks:
-        ar, diff = score("AR", t), score("diffusion", t)
+        ar, diff = score("AR", t), score(scratch, t)
         if ar is None or diff is None:
             continue
         if kind[t] == "bleu":
@@ -346,6 +384,24 @@ def reading(results, tasks, metas):
                  and score("AR2Diff_0", t) < min(score(largest, t), score("diffusion", t))]
         out.append(f"- AR2Diff_0 is the weakest diffusion model (strictly): on {len(worst)} of {len(tasks)} tasks "
                    f"({', '.join(worst) or 'none'}).")
+    for t in tasks:  # distillation: each distilled row against the same model fine-tuned on the real references
+        for row in results:
+            real = row.removesuffix(" (distilled)")
+            if row != real and None not in (score(row, t), score(real, t)):
+                out.append(f"- Distillation helps {real} on {t}: {'yes' if score(row, t) > score(real, t) else 'no'} "
+                           f"({score(row, t):.1f} distilled vs {score(real, t):.1f}, {score(row, t) - score(real, t):+.1f}).")
+        if score("diffusion (distilled)", t) is not None:
+            for row in results:
+                if row.startswith("AR2Diff") and row.endswith(" (distilled)") and score(row, t) is not None:
+                    ahead = score(row, t) > score("diffusion (distilled)", t)
+                    out.append(f"- {row} ahead of diffusion from scratch on the same distilled data ({t}): "
+                               f"{'yes' if ahead else 'no'} ({score(row, t):.1f} vs {score('diffusion (distilled)', t):.1f}).")
+        family = {r: score(r, t) for r in results if r != "AR" and score(r, t) is not None}
+        if score("AR", t) is not None and family and kind[t] == "bleu":
+            best = max(family, key=family.get)
+            gap = score("AR", t) - family[best]
+            out.append(f"- The best diffusion-family row within 3 BLEU of AR ({t}): {'yes' if gap <= 3 else 'no'} "
+                       f"({best} {family[best]:.1f} vs AR {score('AR', t):.1f}, {gap:.1f} behind).")
     return out or ["- (no complete rows to compare)"]
 
 

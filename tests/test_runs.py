@@ -104,30 +104,50 @@ def test_multi30k_pipeline_quick(m30k_quick):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res = read_json(out / "results.json")
     assert res["missing"] == []
-    assert set(res["results"]) == {"AR", "diffusion", "AR2Diff_0", "AR2Diff_2"}
+    rows = {"AR", "diffusion (distilled)", "AR2Diff-block4_2", "AR2Diff-block4_2 (distilled)"}
+    assert set(res["results"]) == rows and set(res["validation"]) == rows
     for row, m in ((r, per["multi30k"]) for r, per in res["results"].items()):
         assert m["task"] == "multi30k_enfr" and m["metric"] == "bleu" and "tok:13a" in m["signature"], row
         assert m["count"] == 4 and m["decode_seconds"] > 0  # --limit 4 in --quick
+        assert m["task"] == res["validation"][row]["multi30k"]["task"] and m["settings"]["split"] == "test"
+        assert res["validation"][row]["multi30k"]["settings"]["split"] == "validation"
     meta = read_json(out / "data" / "multi30k" / "meta.json")
     assert meta["splits"]["test"] == 1000 and meta["baselines"]["test"]["copy the source"] < 5
     assert meta["tokenizer"]["name"] == "spm" and meta["tokenizer"]["model"]  # SentencePiece, its model with it
     side = read_json(out / "pretrain" / "ar" / "best.json")  # a sidecar stays small: no model in it
     assert side["tokenizer"]["vocab_size"] == meta["tokenizer"]["vocab_size"] and "model" not in side["tokenizer"]
-    # the transfer curves: diffusion from scratch and AR2Diff_2 on the same windows, AR2Diff_N from AR2Diff_0
+    # the distilled task: the fine-tuned AR model's outputs as train targets, the real validation and test
+    kd = read_json(out / "data" / "multi30k_distilled" / "meta.json")["distilled"]
+    assert kd == res["distilled"]["multi30k"] and kd["teacher"] == str(out / "finetune" / "ar" / "multi30k" / "best.pt")
+    assert kd["rows"] == meta["splits"]["train"] and kd["teacher_tokenizer"]["model"] == meta["tokenizer"]["model"]
+    for split in ("validation", "test"):
+        assert (out / "data" / "multi30k_distilled" / f"{split}.jsonl").read_bytes() == \
+            (out / "data" / "multi30k" / f"{split}.jsonl").read_bytes()
+    for row in ("diffusion_distilled", "ar2diff_block4_2_distilled"):  # trained on it, scored on the real folder
+        ft = load_checkpoint(out / "finetune" / row / "multi30k" / "best.pt")
+        assert ft["data"] == str(out / "data" / "multi30k_distilled"), row
+        ev = read_json(out / "finetune" / row / "multi30k" / "eval" / "metrics.json")
+        assert ev["ckpt"].endswith(f"{row}/multi30k/best.pt")
+    assert load_checkpoint(out / "finetune" / "ar2diff_block4_2" / "multi30k" / "best.pt")["data"] == \
+        str(out / "data" / "multi30k")
+    # the transfer curves: diffusion from scratch and the block conversion, one curve per pretraining
     curves = res["curves"]
-    assert [s for s, _ in curves["pretrain"]["diffusion"]] == [0, 2, 4]
-    assert [s for s, _ in curves["pretrain"]["AR2Diff_2"]] == [0, 2]
-    assert curves["pretrain"]["AR2Diff_2"][0][1] == pytest.approx(curves["pretrain"]["AR2Diff_0"][0][1])
-    assert set(curves["finetune"]) == {"AR", "diffusion", "AR2Diff_0", "AR2Diff_2"}
-    assert set(curves["saved"]) == {"AR2Diff_0", "AR2Diff_2"}
-    assert [q["num_steps"] for q in res["quality"]["points"]] == [1, 2, None]  # the sweep, then the AR point
-    assert {"pretrain_ar", "pretrain_diffusion", "finetune_ar", "finetune_diffusion"} <= set(res["training_speed"])
+    assert [s for s, _ in curves["pretrain"]["diffusion (distilled)"]] == [0, 2, 4]
+    assert [s for s, _ in curves["pretrain"]["AR2Diff-block4_2"]] == [0, 2]
+    assert set(curves["pretrain"]) == {"diffusion (distilled)", "AR2Diff-block4_2"}
+    assert set(curves["finetune"]) == rows
+    assert {"pretrain_ar", "pretrain_diffusion", "finetune_ar", "finetune_diffusion_distilled",
+            "finetune_ar2diff_block4_2_distilled"} <= set(res["training_speed"])
     report = (out / "report.md").read_text()
-    for needed in ("| AR2Diff_2 |", "## Transfer curves", "## Training speed", "## Diffusion steps",
-                   "sacreBLEU signature", "copy the source", "--quick", "SentencePiece BPE"):
+    for needed in ("| AR2Diff-block4_2 (distilled) |", "## Distillation", "Validation split", "## Transfer curves",
+                   "## Training speed", "sacreBLEU signature", "copy the source", "--quick", "SentencePiece BPE",
+                   "Distillation helps AR2Diff-block4_2 on multi30k", "ahead of diffusion from scratch on the same"):
         assert needed in report, needed
-    for png in ("transfer.png", "finetune.png", "quality.png"):
+    for png in ("transfer.png", "finetune.png"):
         assert (out / png).stat().st_size > 0
+    if os.path.exists(os.path.join(ROOT, "runs", "pareto.py")):  # the front, where its script is there
+        assert (out / "pareto.json").stat().st_size > 0 and (out / "pareto.png").stat().st_size > 0
+        assert res["pareto"] is not None
 
 
 def test_multi30k_ablations_quick(m30k_quick, root, shared_data, tmp_path):
@@ -138,6 +158,7 @@ def test_multi30k_ablations_quick(m30k_quick, root, shared_data, tmp_path):
              str(shared_data)], root, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "data (done before)" in p.stdout and "pretrain_ar (done before)" in p.stdout
+    assert "finetune_ar2diff_block4_2 (done before)" in p.stdout  # multi30k.sh's own block row, reused
     block, uniform = (load_checkpoint(out / "pretrain" / m / "best.pt")
                       for m in ("ar2diff_block4_2", "ar2diff_uniform_2"))
     assert (block["objective"], block["noise"], block["block_len"]) == ("diffusion", "mask", 4)
@@ -145,14 +166,17 @@ def test_multi30k_ablations_quick(m30k_quick, root, shared_data, tmp_path):
     res = read_json(out / "ablations.json")
     assert res["seeds"] == ["3"] and res["tasks"] == ["multi30k"] and res["metric"] == {"multi30k": "bleu"}
     assert res["reranking"] == {}  # no candidate sweep here
-    for row in ("AR", "diffusion", "AR2Diff_0", "AR2Diff_2", "AR2Diff-block4_2", "AR2Diff_2 (uniform)"):
+    for row in ("AR", "diffusion (distilled)", "AR2Diff-block4_2", "AR2Diff-block4_2 (distilled)",
+                "AR2Diff_2 (uniform)"):
         assert res["scores"][row]["multi30k"][0] is not None, row
+    for row in ("diffusion", "AR2Diff_0", "AR2Diff_2"):  # multi30k.sh no longer trains them
+        assert res["scores"][row]["multi30k"] == [None], row
     for row in ("AR2Diff-block4_2", "AR2Diff_2 (uniform)"):
         m = read_json(out / "finetune" / res["rows"][row] / "multi30k" / "eval" / "metrics.json")
         assert m["count"] == 4 and "tok:13a" in m["signature"]
     text = (out / "ablations.md").read_text()
-    for needed in ("| AR2Diff-block4_2 |", "| AR2Diff_2 (uniform) |", "multi30k (BLEU)", "block (K = 4) against full",
-                   "mask against uniform noise", "val loss"):
+    for needed in ("| AR2Diff-block4_2 |", "| AR2Diff_2 (uniform) |", "multi30k (BLEU)", "distilled against real",
+                   "both distilled", "val loss"):
         assert needed in text, needed
     # a folder with the ablation rows alone takes the other rows from the run's results.json, and says so
     alone = tmp_path / "alone"
@@ -163,7 +187,8 @@ def test_multi30k_ablations_quick(m30k_quick, root, shared_data, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     got = read_json(tmp_path / "alone.json")
     assert got["scores"] == {**res["scores"], "AR2Diff_2 (uniform)": {"multi30k": [None]}}
-    assert {row for _, row, _ in got["taken_from_results"]} == {"AR", "diffusion", "AR2Diff_0", "AR2Diff_2"}
+    assert {row for _, row, _ in got["taken_from_results"]} == {"AR", "diffusion (distilled)",
+                                                                 "AR2Diff-block4_2 (distilled)"}
     assert list(got["same_ar_model"].values())[0][2] is True and "are the same" in p.stdout
     p = run(["python", "runs/ablations.py", "--runs", str(alone), "--results", str(tmp_path / "none.json"),
              "--out", str(tmp_path / "x")], root, timeout=300)
