@@ -254,6 +254,8 @@ def check_out_dir(out_dir, run, overwrite=False):
         return f"a {v['n_layer']}-layer {v['n_embd']}-dim model (vocab {v['vocab_size']}, block {v['block_size']})" \
             if k == "model" else f"{RUN_FLAGS[k]} {v if v is not None else 'none'}"
     diff = [k for k in run if k in old and old[k] != run[k]]
+    if "objective" in diff:  # an AR run has no noise or blocks to compare
+        diff = [k for k in diff if k not in ("noise", "block_len")]
     if diff:
         raise ValueError(f"--out_dir {out_dir} holds another run: {', '.join(show(k, old[k]) for k in diff)}, not "
                          f"{', '.join(show(k, run[k]) for k in diff)}; pass another --out_dir, or --overwrite to "
@@ -332,7 +334,7 @@ def main(argv=None):
             tok.check(distilled["teacher_tokenizer"], what="t")
         except ValueError:
             raise ValueError(f"--data {args.data} was distilled from the teacher {distilled['teacher']}, whose "
-                             f"tokenizer {brief(distilled['teacher_tokenizer'])} is not the tokenizer {tok} of "
+                             f"tokenizer {brief(distilled['teacher_tokenizer'])} is not the tokenizer {brief(tok.state())} of "
                              f"--init_from {args.init_from}: fine-tune a model with the teacher's tokenizer") from None
     if config.vocab_size != tok.vocab_size:
         raise ValueError(f"{source}: the model's vocabulary ({config.vocab_size}) does not fit its tokenizer {tok}")

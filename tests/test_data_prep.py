@@ -342,6 +342,8 @@ def test_multi30k_task_and_extra_split(fake_multi30k, tmp_path):
     out = tmp_path / "task"
     meta = multi30k("--src", src, "--out_dir", out, "--extra_splits", "test_2017_flickr")
     assert meta["task"] == "multi30k_enfr" and meta["metric"] == "bleu"
+    assert read_json(out / "meta.json")["command"] == meta["command"] == \
+        f"python data/multi30k/prepare.py --src {src} --out_dir {out} --extra_splits test_2017_flickr"
     assert meta["splits"] == {"train": 60, "validation": 6, "test": 5, "test_2017_flickr": 4}
     test = read_jsonl(out / "test.jsonl")
     assert [r["id"] for r in test] == list(range(5))  # file order: hypothesis files follow it
@@ -401,3 +403,16 @@ def test_multi30k_bad_input_names_flag_and_file(fake_multi30k, tmp_path, capsys)
     with pytest.raises(SystemExit):
         multi30k("--src", src, "--out_dir", tmp_path / "a", "--extra_splits", "test_2018_flickr")
     assert "test_2018_flickr.en.gz is missing" in capsys.readouterr().err
+
+
+def test_humaneval_meta_records_the_command_that_remakes_it(tmp_path):
+    """write_meta (shared by the real-data prepare scripts): meta.json keeps the command, as run."""
+    from data.humaneval import prepare as humaneval
+    problem = {"task_id": "HumanEval/0", "prompt": "def f(x):\n", "canonical_solution": "    return x\n",
+               "test": "def check(f):\n    assert f(1) == 1\n", "entry_point": "f"}
+    (tmp_path / "HumanEval.jsonl").write_text(json.dumps(problem) + "\n")
+    meta = humaneval.main(["--src", str(tmp_path), "--out_dir", str(tmp_path / "out")])
+    on_disk = read_json(tmp_path / "out" / "meta.json")
+    assert on_disk == meta and list(meta)[-1] == "command"
+    assert meta["command"] == f"python data/humaneval/prepare.py --src {tmp_path} --out_dir {tmp_path / 'out'}"
+    assert meta["splits"] == {"test": 1} and read_jsonl(tmp_path / "out" / "test.jsonl")[0]["id"] == "HumanEval/0"

@@ -251,3 +251,97 @@ def test_bad_flags(corpus, ar_ckpt, tmp_path):
         train.main(tiny_flags(corpus, tmp_path, init_from=ar_ckpt, block_size=64))
     with pytest.raises(FileNotFoundError, match=r"checkpoint .*missing.pt does not exist"):
         train.main(tiny_flags(corpus, tmp_path, init_from=tmp_path / "missing.pt"))
+
+
+def file_bytes(folder, names=("ckpt.pt", "ckpt.json", "best.pt", "best.json")):
+    return {n: (folder / n).read_bytes() for n in names}
+
+
+def test_out_dir_holding_another_run_is_refused(corpus, tmp_path):
+    """A run folder holds one run: another objective, data, model or source is refused, naming the
+    flag and the folder, and the run there is left as it was; --overwrite replaces it."""
+    run = tmp_path / "ar"
+    train.main(tiny_flags(corpus, run, max_steps=4))
+    kept = file_bytes(run)
+    task = write_tiny_task(tmp_path / "reverse")
+    for flags, named in [
+        (tiny_flags(corpus, run) + objective_flags("diffusion", "mask"), "--objective ar, not --objective diffusion"),
+        (tiny_flags(task, run), f"--data {corpus}, not --data {task}"),
+        (tiny_flags(corpus, run, block_size=64), "a 4-layer 128-dim model (vocab 320, block 32), not a 4-layer "
+                                                 "128-dim model (vocab 320, block 64)"),
+        (tiny_flags(corpus, run, init_from=run / "best.pt"), f"--init_from scratch, not --init_from {run}/best.pt"),
+    ]:
+        with pytest.raises(ValueError, match=rf"^--out_dir {run} holds another run: .*{re.escape(named)}.*; pass "
+                                             rf"another --out_dir, or --overwrite to replace it$"):
+            train.main(flags)
+    assert file_bytes(run) == kept
+    train.main(tiny_flags(corpus, run, max_steps=1))  # the same run again (a rerun of its stage): allowed
+    train.main(tiny_flags(task, run, max_steps=1) + ["--overwrite"])
+    assert load_checkpoint(run / "ckpt.pt")["data"] == task
+
+
+def test_resume_with_other_data_is_refused(corpus, tmp_path):
+    train.main(tiny_flags(corpus, tmp_path, max_steps=4))
+    kept = file_bytes(tmp_path)
+    task = write_tiny_task(tmp_path / "reverse")
+    with pytest.raises(ValueError, match=rf"--init_from resume: {tmp_path} holds a run on --data {corpus}, not "
+                                         rf"--data {task}; .* another --out_dir \(--init_from {tmp_path}/ckpt.pt\)"):
+        train.main(["--init_from", "resume", "--out_dir", str(tmp_path), "--data", task, "--max_steps", "8"])
+    assert file_bytes(tmp_path) == kept
+
+
+def test_ctrl_c_during_save_leaves_the_files_consistent(corpus, tmp_path, monkeypatch):
+    """SIGINT between best.pt and ckpt.pt (the moment that left ckpt.pt's best step without its
+    best.pt) is held until all four files are written, then stops the run."""
+    real, saved = train.save_checkpoint, []
+
+    def interrupted(path, ckpt, sidecar=None):
+        real(path, ckpt, sidecar)
+        saved.append(os.path.basename(path))
+        if ckpt["step"] == 4 and len(saved) == 3:  # step 0: best.pt, ckpt.pt; step 4: the first file
+            os.kill(os.getpid(), signal.SIGINT)
+    monkeypatch.setattr(train, "save_checkpoint", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(tiny_flags(corpus, tmp_path, max_steps=8))
+    ckpt, best = load_checkpoint(tmp_path / "ckpt.pt"), load_checkpoint(tmp_path / "best.pt")
+    side = {n: json.loads((tmp_path / f"{n}.json").read_text()) for n in ("ckpt", "best")}
+    assert saved[2:] == ["best.pt", "ckpt.pt"] and ckpt["step"] == side["ckpt"]["step"] == 4  # step 4 improved
+    assert best["step"] == ckpt["best_step"] == side["best"]["step"] == 4
+
+
+def test_kill_during_save_resumes_with_no_temp_file_and_a_true_sidecar(corpus, tmp_path):
+    """SIGKILL while ckpt.json is written (ckpt.pt already at step 4): the partial .tmp_* file is
+    removed at the next start and the stale sidecar is rewritten from ckpt.pt when it is loaded."""
+    code = ("import os, signal, sys, train, data.common as c\n"
+            "real = c.write_json\n"
+            "def write_json(path, obj):\n"
+            "    if path.endswith('ckpt.json') and obj['step'] == 4:\n"
+            "        c.atomic_write(path, lambda f: (f.write('{'), f.flush(), os.kill(os.getpid(), signal.SIGKILL)))\n"
+            "    real(path, obj)\n"
+            "c.write_json = write_json\n"
+            "train.main(sys.argv[1:])\n")
+    flags = tiny_flags(corpus, tmp_path, max_steps=8)
+    proc = subprocess.run([sys.executable, "-c", code, *flags], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    temps = [f for f in os.listdir(tmp_path) if f.startswith(".tmp_")]
+    assert len(temps) == 1 and json.loads((tmp_path / "ckpt.json").read_text())["step"] == 0
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 4  # and the load rewrote the sidecar
+    assert json.loads((tmp_path / "ckpt.json").read_text())["step"] == 4
+    out = train.main(["--init_from", "resume", "--out_dir", str(tmp_path)])
+    assert out["step"] == 8 and not [f for f in os.listdir(tmp_path) if f.startswith(".tmp_")]
+
+
+def test_resume_after_an_older_interrupted_save_keeps_best_pt_true(corpus, tmp_path, capsys):
+    """A best.pt behind ckpt.pt's best step (what an older save order could leave): the run goes on
+    with best.pt's step as its best, so best.pt again holds the best step."""
+    train.main(tiny_flags(corpus, tmp_path, max_steps=0))
+    step0 = (tmp_path / "best.pt").read_bytes()
+    train.main(["--init_from", "resume", "--out_dir", str(tmp_path), "--max_steps", "4"])
+    (tmp_path / "best.pt").write_bytes(step0)
+    assert load_checkpoint(tmp_path / "ckpt.pt")["best_step"] == 4
+    capsys.readouterr()
+    out = train.main(["--init_from", "resume", "--out_dir", str(tmp_path), "--max_steps", "5", "--eval_interval", "5"])
+    assert "holds step 0, not the best step 4 that ckpt.pt records" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "best.pt")["step"] == out["best_step"] == load_checkpoint(
+        tmp_path / "ckpt.pt")["best_step"]
