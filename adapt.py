@@ -29,7 +29,7 @@ import os
 import sys
 
 import train
-from data.common import cli, save_checkpoint
+from data.common import check_out_dir, cli, run_identity, save_checkpoint, source_id
 from data.loader import data_kind
 from data.tokenizer import get_tokenizer
 from diffusion import NOISES
@@ -92,9 +92,8 @@ def main(argv=None):
                          f"(fine-tune the adapted checkpoint on the task with train.py)")
     ckpt, changes = convert(args.init_from, args.noise, args.block_len)
     # the folder's run must be this adaptation (of this source, noise, corpus) before converted.pt is written
-    train.check_out_dir(args.out_dir, train.run_identity("diffusion", args.noise, args.block_len, args.data,
-                                                         ckpt["config"], train.source_id(args.init_from)),
-                        args.overwrite)
+    check_out_dir(args.out_dir, run_identity("diffusion", args.noise, args.block_len, args.data, ckpt["config"],
+                                             source_id(args.init_from)), args.overwrite)
     path = os.path.join(args.out_dir, "converted.pt")
     # under torchrun every process writes the same bytes (atomic rename), so none has to wait for another
     save_checkpoint(path, ckpt)

@@ -38,8 +38,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from data.common import (FLOAT0, FRACTION, INT, INT0, check_device, cli, deferred_signals, device_flag,
-                         load_checkpoint, read_json, remove_stale_temps, save_checkpoint, weights_mismatch)
+from data.common import (FLOAT0, FRACTION, INT, INT0, check_best, check_device, check_out_dir, cli, deferred_signals,
+                         device_flag, is_hf_name, load_checkpoint, read_json, remove_stale_temps, run_identity,
+                         save_checkpoint, sidecar_of, source_id, weights_mismatch)
 from data.loader import (OBJECTIVES, auto_target_len, corpus_batch, data_kind, encode_task, epoch_indices,
                          load_corpus, load_task_split, seed_of, task_batch, task_meta)
 from data.tokenizer import TOKENIZERS, brief, get_tokenizer
@@ -108,9 +109,6 @@ arg("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
 arg("--compile", default=None, action=argparse.BooleanOptionalAction, help="torch.compile; default: on CUDA only")
 
 EVAL_SEED = 1234  # the validation windows and the validation noise: the same in every run
-SHAPE = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size")  # what makes two models the same model
-RUN_FLAGS = dict(objective="--objective", noise="--noise", block_len="--block_len", data="--data", model="--model",
-                 source="--init_from")  # a run folder holds one run: these, the same from start to end
 
 
 def lr_at(step, args):
@@ -167,10 +165,6 @@ def setup(args):
     return ddp, rank, world, device, cuda, dtype, compile, autocast
 
 
-def is_hf_name(init_from):
-    return init_from.startswith("gpt2") and not os.path.exists(init_from)
-
-
 def load_source(init_from):
     """The checkpoint dict of --init_from: a train.py checkpoint, or GPT-2's weights from Hugging Face
     (gpt2, gpt2-medium, ...) as an AR checkpoint with the gpt2 tokenizer."""
@@ -179,11 +173,6 @@ def load_source(init_from):
     hf = GPT.from_pretrained(init_from)
     return dict(model=hf.state_dict(), config=asdict(hf.config), tokenizer=get_tokenizer("gpt2").state(),
                 objective="ar")
-
-
-def source_id(init_from):
-    """How a run records its start: scratch, a GPT-2 name, or a checkpoint's absolute path."""
-    return init_from if init_from == "scratch" or is_hf_name(init_from) else os.path.abspath(init_from)
 
 
 def load_start(args, resume_ckpt, data_tokenizer, model_flag):
@@ -211,76 +200,6 @@ def load_start(args, resume_ckpt, data_tokenizer, model_flag):
 
 def shape(config):
     return f"{config['n_layer']} layers, {config['n_head']} heads, {config['n_embd']} dims"
-
-
-def run_identity(objective, noise, block_len, data, config, source):
-    """What a run folder's run is: a run of another one in the same --out_dir is refused."""
-    return dict(objective=objective, noise=noise, block_len=block_len, data=os.path.abspath(data),
-                model={k: config[k] for k in SHAPE}, source=source)
-
-
-def recorded_run(out_dir):
-    """The identity of the run --out_dir holds (None if none): from its sidecar (older sidecars: the
-    fields they have), else from the checkpoint itself."""
-    for name in ("ckpt", "best"):
-        path = os.path.join(out_dir, name)
-        if os.path.exists(path + ".json"):
-            old = read_json(path + ".json")
-        elif os.path.exists(path + ".pt"):
-            old = load_checkpoint(path + ".pt")
-        else:
-            continue
-        if "run" in old:
-            return old["run"]
-        legacy = {k: old[k] for k in ("objective", "noise", "block_len") if k in old}
-        if old.get("data"):
-            legacy["data"] = os.path.abspath(old["data"])
-        if isinstance(old.get("config"), dict) and all(k in old["config"] for k in SHAPE):
-            legacy["model"] = {k: old["config"][k] for k in SHAPE}
-        return legacy
-    return None
-
-
-def check_out_dir(out_dir, run, overwrite=False):
-    """Refuse an --out_dir that is a file, or that holds a run of another objective, data, model or
-    source checkpoint (unless --overwrite): its checkpoints would be replaced by another run's."""
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ValueError(f"--out_dir {out_dir} is a file, not a folder")
-    old = recorded_run(out_dir) if os.path.isdir(out_dir) else None
-    if old is None or overwrite:
-        return
-
-    def show(k, v):
-        return f"a {v['n_layer']}-layer {v['n_embd']}-dim model (vocab {v['vocab_size']}, block {v['block_size']})" \
-            if k == "model" else f"{RUN_FLAGS[k]} {v if v is not None else 'none'}"
-    diff = [k for k in run if k in old and old[k] != run[k]]
-    if "objective" in diff:  # an AR run has no noise or blocks to compare
-        diff = [k for k in diff if k not in ("noise", "block_len")]
-    if diff:
-        raise ValueError(f"--out_dir {out_dir} holds another run: {', '.join(show(k, old[k]) for k in diff)}, not "
-                         f"{', '.join(show(k, run[k]) for k in diff)}; pass another --out_dir, or --overwrite to "
-                         f"replace it")
-
-
-def sidecar_of(ckpt):
-    """The small JSON a human can cat beside a checkpoint: everything but the weights."""
-    sidecar = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "config", "sidecar")}
-    sidecar.update(config=ckpt["config"], val_loss=ckpt["history"][-1]["val_loss"], tokenizer=brief(ckpt["tokenizer"]))
-    return sidecar
-
-
-def check_best(out_dir, ckpt):
-    """Resume: best.pt must hold ckpt.pt's best step. A save interrupted by an older version of this
-    script could leave best.pt behind it; the run then goes on with best.pt's step as its best."""
-    path = os.path.join(out_dir, "best.pt")
-    if ckpt.get("best_step") is None or not os.path.exists(path):
-        return ckpt.get("best_val"), ckpt.get("best_step")
-    best = load_checkpoint(path)
-    if best.get("step") is not None and best["step"] < ckpt["best_step"] and best.get("best_val") is not None:
-        print(f"note: {path} holds step {best['step']}, not the best step {ckpt['best_step']} that ckpt.pt records "
-              f"(an interrupted save); step {best['step']} stays the best")
-        return best["best_val"], best["step"]
-    return ckpt["best_val"], ckpt["best_step"]
 
 
 def main(argv=None):
@@ -331,11 +250,12 @@ def main(argv=None):
         os.path.exists(os.path.join(args.data, "meta.json")) else None
     if distilled and args.init_from != "scratch":  # its targets are the teacher's tokens, decoded to text
         try:
-            tok.check(distilled["teacher_tokenizer"], what="t")
+            tok.check(distilled["teacher_tokenizer"], what=f"the teacher {distilled['teacher']}")
         except ValueError:
             raise ValueError(f"--data {args.data} was distilled from the teacher {distilled['teacher']}, whose "
-                             f"tokenizer {brief(distilled['teacher_tokenizer'])} is not the tokenizer {brief(tok.state())} of "
-                             f"--init_from {args.init_from}: fine-tune a model with the teacher's tokenizer") from None
+                             f"tokenizer {brief(distilled['teacher_tokenizer'])} is not the tokenizer "
+                             f"{brief(tok.state())} of --init_from {args.init_from}: fine-tune a model with the "
+                             f"teacher's tokenizer") from None
     if config.vocab_size != tok.vocab_size:
         raise ValueError(f"{source}: the model's vocabulary ({config.vocab_size}) does not fit its tokenizer {tok}")
     objective = args.objective or prev.get("objective") or "ar"
@@ -358,13 +278,12 @@ def main(argv=None):
     block = args.block_size or config.block_size
     if block > config.block_size:
         raise ValueError(f"--block_size {block} exceeds the model's block_size {config.block_size}")
-    if resume_ckpt is not None:
-        run, run_id = resume_ckpt.get("run"), resume_ckpt.get("run_id")
-    else:  # adapt.py's converted.pt: the run's source is the AR checkpoint it was converted from
-        start = prev.get("converted_from") or args.init_from
-        run, run_id = run_identity(objective, noise, block_len, args.data, asdict(config), source_id(start)), None
+    # adapt.py's converted.pt: the run's source is the AR checkpoint it was converted from
+    run = (resume_ckpt or {}).get("run") or run_identity(objective, noise, block_len, args.data, asdict(config),
+                                                         source_id(prev.get("converted_from") or args.init_from))
+    if resume_ckpt is None:
         check_out_dir(args.out_dir, run, args.overwrite)
-    run_id = run_id or uuid.uuid4().hex[:16]  # evaluate.py records it with the step of what it ran
+    run_id = (resume_ckpt or {}).get("run_id") or uuid.uuid4().hex[:16]  # evaluate.py records it with the step
     torch.manual_seed(args.seed)
     model = GPT(config)
     if state is not None:

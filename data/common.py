@@ -294,6 +294,96 @@ def download(url, dest, sha256=None):
 
 
 # ----------------------------------------------------------------------------------------------
+# Run folders (train.py, adapt.py): one run per --out_dir, its identity recorded in every
+# checkpoint and sidecar; after an interruption the files are made to agree again.
+
+SHAPE = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size")  # what makes two models the same model
+RUN_FLAGS = dict(objective="--objective", noise="--noise", block_len="--block_len", data="--data", model="--model",
+                 source="--init_from")  # a run folder holds one run: these, the same from start to end
+
+
+def is_hf_name(init_from):
+    """gpt2, gpt2-medium, ...: GPT-2 weights from Hugging Face (a file of that name wins)."""
+    return init_from.startswith("gpt2") and not os.path.exists(init_from)
+
+
+def source_id(init_from):
+    """How a run records its start: scratch, a GPT-2 name, or a checkpoint's absolute path."""
+    return init_from if init_from == "scratch" or is_hf_name(init_from) else os.path.abspath(init_from)
+
+
+def run_identity(objective, noise, block_len, data, config, source):
+    """What a run folder's run is: a run of another one in the same --out_dir is refused."""
+    return dict(objective=objective, noise=noise, block_len=block_len, data=os.path.abspath(data),
+                model={k: config[k] for k in SHAPE}, source=source)
+
+
+def recorded_run(out_dir):
+    """The identity of the run --out_dir holds (None if none): from its sidecar (older sidecars: the
+    fields they have), else from the checkpoint itself."""
+    for name in ("ckpt", "best"):
+        path = os.path.join(out_dir, name)
+        if os.path.exists(path + ".json"):
+            old = read_json(path + ".json")
+        elif os.path.exists(path + ".pt"):
+            old = load_checkpoint(path + ".pt")
+        else:
+            continue
+        if old.get("run"):
+            return old["run"]
+        legacy = {k: old[k] for k in ("objective", "noise", "block_len") if k in old}
+        if old.get("data"):
+            legacy["data"] = os.path.abspath(old["data"])
+        if isinstance(old.get("config"), dict) and all(k in old["config"] for k in SHAPE):
+            legacy["model"] = {k: old["config"][k] for k in SHAPE}
+        return legacy
+    return None
+
+
+def check_out_dir(out_dir, run, overwrite=False):
+    """Refuse an --out_dir that is a file, or that holds a run of another objective, data, model or
+    source checkpoint (unless --overwrite): its checkpoints would be replaced by another run's."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--out_dir {out_dir} is a file, not a folder")
+    old = recorded_run(out_dir) if os.path.isdir(out_dir) else None
+    if old is None or overwrite:
+        return
+
+    def show(k, v):
+        return f"a {v['n_layer']}-layer {v['n_embd']}-dim model (vocab {v['vocab_size']}, block {v['block_size']})" \
+            if k == "model" else f"{RUN_FLAGS[k]} {v if v is not None else 'none'}"
+    diff = [k for k in run if k in old and old[k] != run[k]]
+    if "objective" in diff:  # an AR run has no noise or blocks to compare
+        diff = [k for k in diff if k not in ("noise", "block_len")]
+    if diff:
+        raise ValueError(f"--out_dir {out_dir} holds another run: {', '.join(show(k, old[k]) for k in diff)}, not "
+                         f"{', '.join(show(k, run[k]) for k in diff)}; pass another --out_dir, or --overwrite to "
+                         f"replace it")
+
+
+def sidecar_of(ckpt):
+    """The small JSON a human can cat beside a checkpoint: everything but the weights."""
+    from data.tokenizer import brief
+    sidecar = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "config", "sidecar")}
+    sidecar.update(config=ckpt["config"], val_loss=ckpt["history"][-1]["val_loss"], tokenizer=brief(ckpt["tokenizer"]))
+    return sidecar
+
+
+def check_best(out_dir, ckpt):
+    """Resume: best.pt must hold ckpt.pt's best step. A save interrupted in an older train.py (ckpt.pt
+    written before best.pt) could leave best.pt behind it; the run then goes on with best.pt's step as its best."""
+    path = os.path.join(out_dir, "best.pt")
+    if ckpt.get("best_step") is None or not os.path.exists(path):
+        return ckpt.get("best_val"), ckpt.get("best_step")
+    best = load_checkpoint(path)
+    if best.get("step") is not None and best["step"] < ckpt["best_step"] and best.get("best_val") is not None:
+        print(f"note: {path} holds step {best['step']}, not the best step {ckpt['best_step']} that ckpt.pt records "
+              f"(an interrupted save); step {best['step']} stays the best")
+        return best["best_val"], best["step"]
+    return ckpt["best_val"], ckpt["best_step"]
+
+
+# ----------------------------------------------------------------------------------------------
 # Pretraining corpora: every data/*/prepare.py that makes one writes it through these, so the
 # layout is defined once: train.bin / val.bin are flat uint16 ids with tok.eos_id after every
 # document, and meta.json holds the tokenizer, the counts and the sources.
