@@ -43,6 +43,7 @@ def get_args(argv=None):
     p.add_argument("--batch_size", type=int, default=100, help="train inputs decoded together")
     p.add_argument("--target_len", type=int, default=0, help="longest output in tokens (default: the teacher's)")
     p.add_argument("--device", default="cpu", help="cpu|cuda")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default, OMP_NUM_THREADS)")
     return p, p.parse_args(argv)
 
 
@@ -84,6 +85,8 @@ def main(argv=None):
     p, args = get_args(argv)
     if args.batch_size < 1:
         p.error(f"--batch_size must be >= 1, got {args.batch_size}")
+    if args.threads < 0:
+        p.error(f"--threads must be >= 0, got {args.threads}")
     if args.target_len < 0:
         p.error(f"--target_len must be >= 0, got {args.target_len}")
     meta = load_task(args.data)  # a missing or malformed folder is named by load_task
@@ -149,6 +152,8 @@ def main(argv=None):
 
     from evaluate import predict, to_metric_format
     from model import model_from_checkpoint
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = model_from_checkpoint(ckpt, args.device).eval()
     # evaluate.predict's settings: AR greedy (temperature 0), one output per input, no sampler settings
     settings = SimpleNamespace(target_len=target_len, temperature=0.0, top_k=None, num_outputs=1, seed=0,
@@ -178,6 +183,7 @@ def main(argv=None):
                          mode="wb")
     same_as_source = sum(r["target"] == o["target"] for r, o in zip(rows, out_rows))
     distilled = dict(me, teacher_tokenizer=ckpt["tokenizer"], seconds=round(seconds, 1), batch_size=args.batch_size,
+                     threads=torch.get_num_threads(),
                      rows=len(rows), identical_to_reference=same_as_source,
                      empty_outputs=sum(not o["target"].strip() for o in out_rows),
                      command=" ".join(["python", "runs/distill.py"] + list(sys.argv[1:] if argv is None else argv)))

@@ -153,6 +153,7 @@ def test_bad_input_is_refused_naming_the_flag(setup, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         distill.main(["--teacher", str(teacher), "--data", str(task), "--out_dir", str(out), "--batch_size", "0"])
     assert e.value.code == 2 and "--batch_size" in capsys.readouterr().err
+    assert "--threads" in bad(capsys, teacher, task, out, "--threads", "-1")
 
 
 def test_the_command_line_exits_2_with_one_line(setup, root):
