@@ -262,6 +262,8 @@ def main(argv=None):
         kw = {"ks": parse_ks(args.k), "timeout": args.timeout} if meta["metric"] == "pass@k" else {}
         metrics = score(meta["metric"], rows, predictions, **kw)
         metrics.pop("results", None)
+        metrics.update(made_by=dict(predictions=os.path.abspath(args.predictions),
+                                    sha256=sha256_of(args.predictions), task_dir=os.path.abspath(task_dir)))
     else:
         metrics = run_model(args, task_dir, meta, rows)
     print(json.dumps(metrics, ensure_ascii=False))

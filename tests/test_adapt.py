@@ -111,3 +111,26 @@ def test_from_gpt2_weights(shared_data, tmp_path, monkeypatch):
     adapt.main(without_model(adapt_flags(corpus, "gpt2", tmp_path / "a0", 0)))
     conv = load_checkpoint(tmp_path / "a0" / "ckpt.pt")
     assert conv["objective"] == "diffusion" and conv["config"]["vocab_size"] == tok.vocab_size == 50304
+
+
+def test_refuses_an_out_dir_holding_another_run(ar_run, tmp_path):
+    """adapt.py --out_dir <the AR run's own folder> used to replace its best.pt and ckpt.pt; it is
+    refused before anything is written, as is another source in an adaptation's folder."""
+    corpus, ar_ckpt = ar_run
+    ar_dir = os.path.dirname(ar_ckpt)
+    kept = {f: open(os.path.join(ar_dir, f), "rb").read() for f in sorted(os.listdir(ar_dir))}
+    with pytest.raises(ValueError, match=rf"^--out_dir {ar_dir} holds another run: --objective ar, --init_from "
+                                         rf"scratch, not --objective diffusion, --init_from {ar_ckpt}; pass another "
+                                         rf"--out_dir, or --overwrite"):
+        adapt.main(adapt_flags(corpus, ar_ckpt, ar_dir, 0))
+    assert {f: open(os.path.join(ar_dir, f), "rb").read() for f in sorted(os.listdir(ar_dir))} == kept
+    adapt.main(adapt_flags(corpus, ar_ckpt, tmp_path / "a", 0))
+    adapt.main(adapt_flags(corpus, ar_ckpt, tmp_path / "a", 0))  # the same adaptation again: allowed
+    other = os.path.join(ar_dir, "best.pt")
+    with pytest.raises(ValueError, match=rf"--init_from {ar_ckpt}, not --init_from {other}"):
+        adapt.main(adapt_flags(corpus, other, tmp_path / "a", 0))
+    with pytest.raises(ValueError, match=r"--noise mask, not --noise uniform"):
+        adapt.main(adapt_flags(corpus, ar_ckpt, tmp_path / "a", 0, noise="uniform"))
+    assert load_checkpoint(tmp_path / "a" / "converted.pt")["noise"] == "mask"  # not rewritten
+    adapt.main(adapt_flags(corpus, ar_ckpt, tmp_path / "a", 0, noise="uniform") + ["--overwrite"])
+    assert load_checkpoint(tmp_path / "a" / "ckpt.pt")["noise"] == "uniform"

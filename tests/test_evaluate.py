@@ -111,6 +111,7 @@ def test_score_file_reports_unknown_ids(tmp_path):
     preds.write_text(json.dumps({"q0": "0", "q1": "it is 7", "nope": "x"}))
     m = evaluate.main(["--task_dir", str(task), "--predictions", str(preds)])
     assert m["unknown"] == 1 and m["missing"] == 3
+    assert m["made_by"]["predictions"] == str(preds) and len(m["made_by"]["sha256"]) == 64
     assert m["exact_match"] == pytest.approx(40.0)
 
 
@@ -132,3 +133,46 @@ def test_bad_flags(tmp_path, capsys):
     assert e.value.code == 2 and "argument --num_steps: must be an integer >= 1, got '0'" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="prepare"):
         evaluate.main(["--ckpt", str(ckpt), "--task_dir", str(tmp_path / "none")])
+
+
+def test_predictions_of_a_changed_checkpoint_are_remade(tmp_path, capsys):
+    """The same --ckpt path, retrained since (here: other weights, step 9): its old predictions are
+    not resumed as the new model's; they are remade, and metrics.json names the new file."""
+    task, _ = make_task(tmp_path)
+    ckpt, out = make_ckpt(tmp_path / "m.pt", "ar"), tmp_path / "eval"
+    args = ["--ckpt", str(ckpt), "--task_dir", str(task), "--out_dir", str(out), "--limit", "4",
+            "--temperature", "1.0"]
+    first = evaluate.main(args)
+    before = read_preds(out)
+    torch.manual_seed(1)  # a retrained model at the same path
+    model = GPT(GPTConfig(vocab_size=TOK.vocab_size, block_size=96, n_layer=2, n_head=2, n_embd=32))
+    save_checkpoint(ckpt, dict(model=model.state_dict(), config=asdict(model.config), tokenizer=TOK.state(),
+                               objective="ar", target_len=12, step=9, run_id="r2"))
+    capsys.readouterr()
+    again = evaluate.main(args)
+    said = capsys.readouterr().out
+    assert f"{out}: remaking the predictions: {ckpt} has changed since they were made (step 7 -> 9" in said
+    assert "0 of 4 examples already done" in said
+    assert read_preds(out) != before and len(read_preds(out)) == 4
+    made_by = json.loads((out / "metrics.json").read_text())["made_by"]
+    assert made_by["step"] == again["step"] == 9 and made_by["run_id"] == "r2"
+    assert made_by["sha256"] != first["made_by"]["sha256"] and made_by["ckpt"] == str(ckpt)
+    assert json.loads((out / "settings.json").read_text())["made_by"] == made_by
+    assert json.loads((out / "settings.json").read_text())["settings"]["temperature"] == 1.0
+
+
+def test_predictions_of_another_checkpoint_are_refused(tmp_path):
+    """--ckpt B --out_dir <A's eval folder>: refused, A's predictions left as they are."""
+    task, _ = make_task(tmp_path)
+    a, b = make_ckpt(tmp_path / "a.pt", "ar"), make_ckpt(tmp_path / "b.pt", "ar")
+    out = tmp_path / "eval"
+    evaluate.main(["--ckpt", str(a), "--task_dir", str(task), "--out_dir", str(out), "--limit", "4"])
+    kept = {f: (out / f).read_bytes() for f in ("predictions.jsonl", "settings.json", "metrics.json")}
+    with pytest.raises(ValueError, match=rf"--out_dir {out} holds the predictions of {a} \(step 7\), not of "
+                                         rf"--ckpt {b}; pass another --out_dir"):
+        evaluate.main(["--ckpt", str(b), "--task_dir", str(task), "--out_dir", str(out), "--limit", "4"])
+    assert {f: (out / f).read_bytes() for f in kept} == kept
+    write_json(out / "settings.json", {"split": "test", "limit": 4})  # a folder of an older evaluate.py
+    with pytest.raises(ValueError, match="do not record the checkpoint that made them"):
+        evaluate.main(["--ckpt", str(a), "--task_dir", str(task), "--out_dir", str(out), "--limit", "4"])
+    assert (out / "predictions.jsonl").read_bytes() == kept["predictions.jsonl"]
