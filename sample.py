@@ -32,7 +32,8 @@ from tqdm import tqdm
 from data.common import FLOAT0, INT, atomic_write, flag_type, load_checkpoint, write_json
 from data.loader import pad_batch
 from data.tokenizer import TOKENIZERS, get_tokenizer
-from diffusion import MASK_ONLY, NOISES, ORDERS, PAPER, SCHEDULES, cut_at_eos, decode, diffusion_generate
+from diffusion import (MASK_ONLY, NOISES, ORDERS, PAPER, SCHEDULES, calls_per_token, cut_at_eos, decode,
+                       diffusion_generate, output_lengths)
 from model import COMPILE_MODES, PRESETS, GPT, GPTConfig, compile_for_decoding, make_generators, model_from_checkpoint
 
 SAMPLER = ("top_k", "temperature", "num_samples", "order", "schedule", "num_steps", "threshold")  # decode()'s
@@ -145,8 +146,10 @@ def generate(p, args, model, tok, ckpt):
     except ValueError as e:  # a setting this model does not take, named as its flag
         p.error(str(e))
     how = [f"{ckpt['noise']} noise", f"block_len {ckpt.get('block_len')}"] if ckpt["objective"] != "ar" else []
+    per_token = calls_per_token(calls, output_lengths(out, tok.eos_id))  # calls: each output's, as if alone
     print(f"# {args.ckpt}: {ckpt['objective']}, step {ckpt.get('step')}, " + ", ".join(how + [f"{k} {v}" for k, v in
-          given.items() if v is not None] + [f"{args.target_len} tokens", f"seed {args.seed}", f"{calls} calls"]))
+          given.items() if v is not None] + [f"{args.target_len} tokens", f"seed {args.seed}",
+                                             f"{int(calls.max())} calls", f"{per_token:.3g} calls/token"]))
     texts = [tok.decode(row) for row in cut_at_eos(out, tok.eos_id)]
     for i, text in enumerate(texts):
         print(f"--- output {i}" + ("" if scores is None else f" (mean log-prob {scores[i]:.3f})") + f" ---\n{text}")
@@ -195,7 +198,7 @@ def describe(args, model, keys):
 
 def compare(p, args, model, tok, ckpt):
     """Latency of AR, full and block diffusion on one model and prefix: rows {length, ar, diffusion: {S}, threshold:
-    {S}, block: {"KxS"}} of {latency_s, first_s, calls, tokens_per_s, per_call_s, speedup (not AR)}."""
+    {S}, block: {"KxS"}} of {latency_s, first_s, calls, calls_per_token, tokens_per_s, per_call_s, speedup (not AR)}."""
     trained = ckpt or {}
     if ckpt and (given := [f"--{f}" for f in ("preset", "tokenizer", "block_size") if getattr(args, f)]):
         p.error(f"{', '.join(given)} cannot be used with --ckpt: the checkpoint fixes the model")
@@ -239,19 +242,22 @@ def compare(p, args, model, tok, ckpt):
             calls = statistics.mean(info["calls"] for _, _, info in outs)  # threshold: varies from run to run
             row.setdefault(key, {})[name] = dict(latency_s=t, first_s=first, calls=calls, speedup=t_ar / t)
         for c in [row["ar"]] + [row[key][name] for key, name, _, _ in decoders]:
-            c.update(tokens_per_s=B * L / c["latency_s"], per_call_s=c["latency_s"] / c["calls"])
+            c.update(tokens_per_s=B * L / c["latency_s"], per_call_s=c["latency_s"] / c["calls"],
+                     calls_per_token=c["calls"] / L)  # every output has L tokens: diffusion.calls_per_token
         rows.append(row)
     print(f"# {s['model']} ({s['n_params'] / 1e6:.2f}M params), {s['device_name']}, {s['dtype']}, compile "
           f"{s['compile']}, batch {B}, prompt {args.prompt_len}, median of {args.repeats}; AR: {s['ar']}; diffusion: "
-          f"{s['diffusion']}\n# EOS never ends an output; calls: forward passes per output, the prefix pass included; "
-          f"first s: the first (untimed) run{', compilation included' if args.compile else ''}")
-    print(f"{'length':>6}  {'decoder':<26}{'calls':>7}{'latency ms':>12}{'tokens/s':>11}{'ms/call':>9}{'speedup':>9}"
-          f"{'first s':>9}")
+          f"{s['diffusion']}\n# EOS never ends an output; calls: forward passes per output, the prefix pass included, "
+          f"calls/tok: per output token; first s: the first (untimed) run"
+          f"{', compilation included' if args.compile else ''}")
+    print(f"{'length':>6}  {'decoder':<26}{'calls':>7}{'calls/tok':>10}{'latency ms':>12}{'tokens/s':>11}{'ms/call':>9}"
+          f"{'speedup':>9}{'first s':>9}")
     for r in rows:
         for label, c in [("AR, KV cache", r["ar"])] + [(label, r[k][name]) for k, name, label, _ in decoders]:
             speedup = f"{c['speedup']:.2f}x" if "speedup" in c else ""
-            print(f"{r['length']:>6}  {label:<26}{c['calls']:>7.4g}{c['latency_s'] * 1e3:>12.1f}"
-                  f"{c['tokens_per_s']:>11.0f}{c['per_call_s'] * 1e3:>9.3f}{speedup:>9}{c['first_s']:>9.2f}")
+            print(f"{r['length']:>6}  {label:<26}{c['calls']:>7.4g}{c['calls_per_token']:>10.3f}"
+                  f"{c['latency_s'] * 1e3:>12.1f}{c['tokens_per_s']:>11.0f}{c['per_call_s'] * 1e3:>9.3f}{speedup:>9}"
+                  f"{c['first_s']:>9.2f}")
     if args.plot:  # latency vs output length, log-log
         x, style = [r["length"] for r in rows], {"diffusion": "s-", "threshold": "^--", "block": "d:"}
         lines = [("AR, KV cache", x, [r["ar"]["latency_s"] for r in rows], "ko-", None)]

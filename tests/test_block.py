@@ -163,8 +163,8 @@ def test_threshold_block_decoding_is_batch_invariant(order):
     P = torch.tensor([5, 3, 4, 5, 2, 5])
     kw = dict(num_steps=4, temperature=1.0, num_samples=2, block_len=4, threshold=0.5, order=order, return_info=True)
     with torch.no_grad():
-        tokens, scores, info = diffusion_generate(model, prefix, P, 16, TOK, generators=make_generators(range(6), "cpu"),
-                                                  **kw)
+        gens = make_generators(range(6), "cpu")
+        tokens, scores, info = diffusion_generate(model, prefix, P, 16, TOK, generators=gens, **kw)
         alone = [diffusion_generate(model, prefix[b: b + 1], P[b: b + 1], 16, TOK,
                                     generators=make_generators([b], "cpu"), **kw) for b in range(6)]
     for b, (t, s, i) in enumerate(alone):

@@ -68,9 +68,11 @@ def test_compare_json_holds_latencies_and_their_speedups(tmp_path, capsys):
         # calls: forward passes per output, the prefix pass included. Random weights: no token reaches
         # probability 0.9, so the threshold sampler runs every step too.
         assert [r[key][k]["calls"] for key in ("diffusion", "threshold") for k in ("2", "4")] == [3, 5, 3, 5]
-        # block: S steps per block of 4 tokens, then one call caching it (not after the last block); no early stop
+        # block: S steps per block of 4 tokens; a block is cached in the pass of the next one's first step; no
+        # early stop
         blocks = r["length"] // 4
-        assert [r["block"][k]["calls"] for k in ("4x2", "4x4")] == [1 + blocks * S + blocks - 1 for S in (2, 4)]
+        assert [r["block"][k]["calls"] for k in ("4x2", "4x4")] == [1 + blocks * S for S in (2, 4)]
+        assert r["block"]["4x2"]["calls_per_token"] == (1 + blocks * 2) / r["length"] and ar["calls_per_token"] == 1
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = capsys.readouterr().out
     assert "diffusion, 4 steps" in table and "threshold 0.9, <=2 steps" in table and "speedup" in table
@@ -100,10 +102,9 @@ def test_compare_times_one_model_and_full_length_ar(tmp_path, monkeypatch):
                         *FAST])["results"]
     models = {id(m) for m, _ in seen["ar"]} | {id(m) for m, _, _ in seen["diffusion"]}
     assert len(models) == 1 and len(seen["ar"]) == 2 and len(seen["diffusion"]) == 4
-    # block decoding runs every block although each one is all EOS: 2 steps per block + 1 caching call per block
-    assert [(K, calls) for _, K, calls in seen["diffusion"]] == [(None, 3), (4, 1 + 2 * 2 + 1), (None, 3),
-                                                                  (4, 1 + 4 * 2 + 3)]
-    assert [r["block"]["4x2"]["calls"] for r in rows] == [6, 12] and [r["ar"]["calls"] for r in rows] == [8, 16]
+    # block decoding runs every block although each one is all EOS: 2 steps per block (the caching fused)
+    assert [(K, calls) for _, K, calls in seen["diffusion"]] == [(None, 3), (4, 1 + 2 * 2), (None, 3), (4, 1 + 4 * 2)]
+    assert [r["block"]["4x2"]["calls"] for r in rows] == [5, 9] and [r["ar"]["calls"] for r in rows] == [8, 16]
     model = seen["diffusion"][0][0]
     for k, v in ckpt["model"].items():
         assert torch.equal(model.state_dict()[k], v), k
@@ -145,14 +146,17 @@ def test_block_checkpoint_decodes_as_trained(ckpts, capsys):
     out = capsys.readouterr().out
     assert "mask noise, block_len 4" in out and "--- output 0" in out and texts[0] in out
     calls = int(out.split(" calls")[0].rsplit(" ", 1)[1])
-    # b blocks of 4 decoded: the prefix pass, 2 steps each, a caching call after each but the last (b = 4 for
-    # 16 tokens, fewer when a block holds EOS)
-    assert calls in [1 + b * 2 + b - 1 for b in (1, 2, 3, 4)]
+    # b blocks of 4 decoded: the prefix pass, 2 steps each, each block cached in the next one's first pass (b = 4
+    # for 16 tokens, fewer when a block holds EOS)
+    assert calls in [1 + b * 2 for b in (1, 2, 3, 4)]
+    per_token = float(out.split(" calls/token")[0].rsplit(" ", 1)[1])
+    n = len(TOK.encode(texts[0])) + 1  # the output's tokens, its EOS included (the byte tokenizer round-trips)
+    assert per_token == pytest.approx(calls / min(n, 16), rel=1e-2)
     with pytest.raises(SystemExit):
         sample.main(["--ckpt", ckpts["block"], "--block_len", "8"])
     assert "--block_len 8: not a flag for generating" in capsys.readouterr().err  # the checkpoint fixes it
     rows = sample.main(["--compare", "--ckpt", ckpts["block"], "--lengths", "8", "--num_steps", "2", *FAST])["results"]
-    assert set(rows[0]["block"]) == {"4x2"} and rows[0]["block"]["4x2"]["calls"] == 1 + 2 * 2 + 1
+    assert set(rows[0]["block"]) == {"4x2"} and rows[0]["block"]["4x2"]["calls"] == 1 + 2 * 2
 
 
 @pytest.mark.parametrize("ckpt,argv,flag", [
