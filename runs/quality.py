@@ -21,7 +21,7 @@ from tqdm import tqdm  # noqa: E402
 import evaluate  # noqa: E402
 from data.common import INT, INT0, write_json  # noqa: E402
 from data.tasks import load_split, load_task, score  # noqa: E402
-from diffusion import PAPER  # noqa: E402
+from diffusion import PAPER, calls_per_token  # noqa: E402
 from sample import SAMPLER, describe, get_args, load, parse, plot, timed  # noqa: E402
 
 
@@ -71,25 +71,32 @@ def main(argv=None):
     s = describe(args, model, ("ckpt", "ar_ckpt", "task_dir", "split", "num_steps", "threshold", "target_len",
                                "temperature", "num_samples", "order", "schedule", "batch_size", "repeats", "warmup"))
     s.update(task=meta["task"], metric=metric, examples=len(rows), noise=ckpt["noise"], block_len=K, ar="greedy")
-    points, counts = [], []  # (outputs, model calls) of each batch of the last run
+    points, counts = [], []  # (calls, output tokens) of each output of the last run
     with torch.no_grad():
         for decoder, label, e in tqdm(runs, desc="settings", leave=False):
             m, t, c = models["AR" if decoder == "AR" else "diffusion"]
+            L = args.target_len or c.get("target_len")
 
             def run():  # evaluate.py's decoder, as evaluate.py runs it
                 counts.clear()
-                return evaluate.predict(m, c, t, rows, e, lambda batch, calls: counts.append((len(batch), calls)))
+                return evaluate.predict(m, c, t, rows, e, lambda batch, calls: counts.extend(
+                    (k, min(len(t.encode(text)) + 1, L)) for (_, _, text), k in zip(batch, calls.tolist())))
             total, outs, _ = timed(run, args.repeats, args.warmup, args.device)
             value = score(meta["metric"], rows, evaluate.to_metric_format(meta["metric"], outs[-1]), **kw)[metric]
-            calls = sum(n * k for n, k in counts) / sum(n for n, _ in counts)  # per output, the prefix pass included
+            calls = sum(k for k, _ in counts) / len(counts)  # per output (as if alone), the prefix pass included
+            # output tokens, EOS included: the text re-encoded (exact for the byte tokenizer; BPE may re-segment)
+            per_token = calls_per_token(*zip(*counts))
             points.append(dict(decoder=decoder, num_steps=e.num_steps, threshold=e.threshold, label=label,
-                               calls=calls, latency_s=total / len(rows), total_s=total, metric=metric, value=value))
+                               calls=calls, calls_per_token=per_token, latency_s=total / len(rows), total_s=total,
+                               metric=metric, value=value))
     print(f"# {args.ckpt} on {meta['task']} {args.split} ({len(rows)} examples), {s['device_name']}, {args.dtype}, "
           f"compile {args.compile}, batch {args.batch_size}, median of {args.repeats}\n# {kind}: {ckpt['noise']} noise,"
-          f" temperature {args.temperature}, {args.num_samples} candidates; calls: forward passes per output")
-    print(f"{'decoder':<28}{'calls':>7}{'ms/example':>12}{metric:>10}")
+          f" temperature {args.temperature}, {args.num_samples} candidates; calls: forward passes per output, "
+          f"calls/tok: per output token")
+    print(f"{'decoder':<28}{'calls':>7}{'calls/tok':>10}{'ms/example':>12}{metric:>10}")
     for q in points:
-        print(f"{q['label']:<28}{q['calls']:>7.3g}{q['latency_s'] * 1e3:>12.2f}{q['value']:>10.2f}")
+        print(f"{q['label']:<28}{q['calls']:>7.3g}{q['calls_per_token']:>10.3f}{q['latency_s'] * 1e3:>12.2f}"
+              f"{q['value']:>10.2f}")
     if args.plot:  # metric vs latency per example, log x; each point named by its steps or threshold
         curves = [("diffusion", f"{kind} (steps)", "o-", "num_steps"), ("AR", "AR, greedy", "k*", "decoder"),
                   ("threshold", f"threshold (<={cap} steps)", "^--", "threshold")]

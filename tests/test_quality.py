@@ -61,9 +61,12 @@ def test_sweep_scores_like_evaluate(tmp_path, capsys):
     assert [q["calls"] for q in points[:2]] == [2, 5]  # plain: the prefix pass, then one call per step
     assert 2 <= points[2]["calls"] < 5 and points[3]["calls"] == 5  # threshold: early exit, capped at 4 steps
     assert points[4]["calls"] == 16  # AR: one call per token (the x never stop), the first from the prefix pass
+    # per output token (EOS included): AR makes exactly one; the plain sweep's outputs are 16 tokens, no EOS
+    assert points[4]["calls_per_token"] == 1.0 and [q["calls_per_token"] for q in points[:2]] == [2 / 16, 5 / 16]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = capsys.readouterr().out
     assert "threshold 0.5, <=4 steps" in table and "AR, greedy" in table and "ms/example" in table
+    assert "calls/tok" in table
 
 
 def test_counts_calls_of_an_early_stopping_ar_model(tmp_path):
@@ -73,6 +76,7 @@ def test_counts_calls_of_an_early_stopping_ar_model(tmp_path):
     points = quality.main(["--ckpt", diff, "--ar_ckpt", ar, "--task_dir", str(task), "--num_steps", "2",
                           "--num_samples", "1", "--limit", "2", *FAST])["points"]
     assert [q["calls"] for q in points] == [3, 1]  # the AR model says EOS at once: the prefix pass only
+    assert points[1]["calls_per_token"] == 1.0  # its one output token: EOS
     assert points[1]["value"] == 0.0 and points[0]["total_s"] == pytest.approx(2 * points[0]["latency_s"])
 
 
