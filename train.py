@@ -175,7 +175,7 @@ def load_source(init_from):
                 objective="ar")
 
 
-def load_start(args, resume_ckpt, data_tokenizer, model_flag):
+def load_start(args, resume_ckpt, data_tokenizer):
     """(model config, state dict or None, tokenizer, the previous checkpoint's dict or {})."""
     if resume_ckpt is not None:
         prev = resume_ckpt
@@ -192,9 +192,6 @@ def load_start(args, resume_ckpt, data_tokenizer, model_flag):
         config = GPTConfig(**prev["config"])
     except TypeError as e:
         raise ValueError(f"{name}: its config is not a model config ({e})") from None
-    if model_flag and any(PRESETS[model_flag][k] != getattr(config, k) for k in ("n_layer", "n_head", "n_embd")):
-        raise ValueError(f"--model {model_flag} ({shape(PRESETS[model_flag])}) is not the shape of {name} "
-                         f"({shape(asdict(config))}); a checkpoint keeps its own shape: drop --model")
     return config, prev["model"], get_tokenizer(prev["tokenizer"]), prev
 
 
@@ -239,9 +236,12 @@ def main(argv=None):
     kind = data_kind(args.data)
     if kind == "corpus":
         train_tokens, val_tokens, meta = load_corpus(args.data)
-    config, state, tok, prev = load_start(args, resume_ckpt, meta["tokenizer"] if kind == "corpus" else None,
-                                          model_flag)
+    config, state, tok, prev = load_start(args, resume_ckpt, meta["tokenizer"] if kind == "corpus" else None)
     source = "resume" if resume_ckpt is not None else args.init_from
+    preset = PRESETS.get(model_flag, {})
+    if prev and preset and any(preset[k] != getattr(config, k) for k in ("n_layer", "n_head", "n_embd")):
+        log(f"note: --model {model_flag} ({shape(PRESETS[model_flag])}) is ignored: the model of --init_from "
+            f"{source} keeps its own shape ({shape(asdict(config))})")
     if args.tokenizer:
         tok.check({"name": args.tokenizer}, what=f"--tokenizer {args.tokenizer}")
     if kind == "corpus":

@@ -186,15 +186,19 @@ def test_out_dir_an_existing_file(root, tmp_path, capsys, script):
     assert afile.read_text() == "mine\n"
 
 
-def test_model_beside_init_from(root, tmp_path, capsys):
+def test_model_beside_init_from_is_said_to_be_ignored(tmp_path, capsys):
+    """--model beside a checkpoint of another shape: the checkpoint's shape is kept, and the log says so."""
+    import train
     from tests.tiny_data import write_tiny_corpus
     corpus = write_tiny_corpus(tmp_path / "corpus", docs=60)
     ckpt = tiny_ckpt(tmp_path / "m.pt")
-    code = run_cli(root, "train.py", *tiny_train_flags(corpus, tmp_path / "o", "--init_from", ckpt, "--model", "gpt2"))
-    assert code == 2 and message(code, capsys) == (
-        f"train.py: error: --model gpt2 (12 layers, 12 heads, 768 dims) is not the shape of {ckpt} (1 layers, 2 heads, "
-        f"16 dims); a checkpoint keeps its own shape: drop --model")
-    assert not (tmp_path / "o").exists()
+    for model, said in (("gpt2", True), (None, False)):
+        train.main([str(a) for a in tiny_train_flags(corpus, tmp_path / "o", "--init_from", ckpt)]
+                   + (["--model", model] if model else []))
+        out = capsys.readouterr().out
+        assert (f"note: --model gpt2 (12 layers, 12 heads, 768 dims) is ignored: the model of --init_from {ckpt} "
+                f"keeps its own shape (1 layers, 2 heads, 16 dims)\n" in out) == said
+        assert "| 1 layers, 2 heads, 16 dims" in out
 
 
 def test_block_len_larger_than_the_target(root, tmp_path, capsys):
