@@ -21,6 +21,12 @@ by (seed, step, global micro-batch index), so N processes together draw exactly 
 and a resumed run draws what the uninterrupted run drew: a checkpoint needs no RNG state. On a CPU
 with the same thread count a resumed run repeats the losses bit for bit; on CUDA, up to the
 run-to-run noise of non-deterministic kernels (atomics in attention and embedding backward).
+
+One run per folder: an --out_dir holding a run of another objective, noise, block_len, data, model
+or source checkpoint is refused (--overwrite replaces it; the same run again starts it over), and a
+resumed run keeps its --data. A save writes best.pt, then ckpt.pt, each with its .json sidecar, with
+Ctrl-C held until all are written; a temp file that a killed save left is removed at the next start.
+
 Validation uses a fixed set (fixed corpus windows or the first validation rows), a fixed noise draw
 and, for diffusion, the ELBO whatever --loss_weight trains with, so its numbers compare across runs
 and checkpoints.
