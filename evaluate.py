@@ -136,6 +136,9 @@ def check_predictions(out_dir, made_by, settings):
     if by["ckpt"] != made_by["ckpt"]:
         raise ValueError(f"--out_dir {out_dir} holds the predictions of {by['ckpt']} (step {by['step']}), not of "
                          f"--ckpt {made_by['ckpt']}; pass another --out_dir, or delete them")
+    if by.get("task_dir", made_by["task_dir"]) != made_by["task_dir"]:
+        raise ValueError(f"--out_dir {out_dir} holds predictions for the task {by['task_dir']}, not --task_dir "
+                         f"{made_by['task_dir']}; pass another --out_dir, or delete them")
     if by["sha256"] != made_by["sha256"]:
         print(f"{out_dir}: remaking the predictions: {made_by['ckpt']} has changed since they were made (step "
               f"{by['step']} -> {made_by['step']}, sha256 {by['sha256'][:12]} -> {made_by['sha256'][:12]})")

@@ -296,7 +296,9 @@ def main(argv=None):
         try:
             model.load_state_dict(state)
         except RuntimeError as e:
-            raise weights_mismatch(args.out_dir + "/ckpt.pt" if resume_ckpt else args.init_from, e) from None
+            name = args.out_dir + "/ckpt.pt" if resume_ckpt else args.init_from
+            raise weights_mismatch(name + (f" (converted from {prev['converted_from']})" if prev.get("converted_from")
+                                           else ""), e) from None
     model.to(device)
     if master:
         os.makedirs(args.out_dir, exist_ok=True)

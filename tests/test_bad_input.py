@@ -167,6 +167,10 @@ def test_checkpoint_whose_config_does_not_fit_its_weights(root, tmp_path, capsys
     code = run_cli(root, "evaluate.py", "--ckpt", bad, "--task_dir", tmp_path, "--split", "validation",
                    "--out_dir", tmp_path / "e")
     assert code == 2 and message(code, capsys).startswith(f"error: {bad}: its weights do not fit its config")
+    code = run_cli(root, "adapt.py", "--init_from", bad, "--data", corpus, "--out_dir", tmp_path / "a",
+                   "--block_size", 32, "--eval_examples", 4, "--eval_batch_size", 4)
+    assert code == 2 and message(code, capsys).startswith(f"adapt.py: error: {tmp_path / 'a' / 'converted.pt'} "
+                                                          f"(converted from {bad}): its weights do not fit its config")
     assert not (tmp_path / "o").exists() and not (tmp_path / "e").exists()
 
 

@@ -172,6 +172,10 @@ def test_predictions_of_another_checkpoint_are_refused(tmp_path):
                                          rf"--ckpt {b}; pass another --out_dir"):
         evaluate.main(["--ckpt", str(b), "--task_dir", str(task), "--out_dir", str(out), "--limit", "4"])
     assert {f: (out / f).read_bytes() for f in kept} == kept
+    other_task, _ = make_task(tmp_path / "other")
+    with pytest.raises(ValueError, match=rf"holds predictions for the task {task}, not --task_dir {other_task}"):
+        evaluate.main(["--ckpt", str(a), "--task_dir", str(other_task), "--out_dir", str(out), "--limit", "4"])
+    assert {f: (out / f).read_bytes() for f in kept} == kept
     write_json(out / "settings.json", {"split": "test", "limit": 4})  # a folder of an older evaluate.py
     with pytest.raises(ValueError, match="do not record the checkpoint that made them"):
         evaluate.main(["--ckpt", str(a), "--task_dir", str(task), "--out_dir", str(out), "--limit", "4"])
