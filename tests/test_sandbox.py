@@ -38,6 +38,11 @@ STDLIB_PROGRAM = (f"import {', '.join(STDLIB)}\n"
                   "os.makedirs('a/b')\nassert os.path.dirname(path) == os.getcwd()\n")
 
 
+def world_traversable(path):
+    """True if every directory from `path` up to / can be entered by any user."""
+    return all(os.stat(p).st_mode & 0o001 for p in [path, *map(str, __import__("pathlib").Path(path).parents)])
+
+
 @functools.cache
 def missing_kernel_layers():
     """What the kernel refused the sandbox here, but a cgroup (tests/test_sandbox_escape.py)."""
@@ -140,7 +145,7 @@ def test_mbpp_missing_and_unknown_predictions(shared_data, capsys):
 # ----------------------------------------------------------------------------- the standard library
 
 def test_standard_library_imports():
-    if IS_ROOT and not sandbox._world_traversable(os.path.dirname(os.__file__)):
+    if IS_ROOT and not world_traversable(os.path.dirname(os.__file__)):
         needs_kernel_layers()  # else uid 65534 imports only PRELOAD
     r = run_program(STDLIB_PROGRAM)
     assert r["passed"], r["stderr"]
@@ -250,7 +255,7 @@ def test_ordinary_user_evaluator(open_dirs, listener, root):
     """The evaluator as uid 65534: the kernel layers come from a user namespace; the standard
     library imports and every hostile program is contained, with the guard off."""
     needs_kernel_layers()  # as_nobody needs what the sandbox needs as root
-    if not sandbox._world_traversable(str(root)):
+    if not world_traversable(str(root)):
         pytest.skip(f"{root} is not readable by uid {sandbox.NOBODY}")
     programs = {"stdlib": STDLIB_PROGRAM, **hostile_programs(open_dirs, listener)}
     code = ("import json, sys\nfrom data.sandbox import run_programs\n"
