@@ -289,7 +289,7 @@ def _remove_tree(top):
     except OSError:
         return
     try:
-        while True:
+        for _ in range(1 << 20):  # bounded: a process that escaped the kill may still be writing
             _quiet(os.fchmod, fd, 0o700)
             sub = None
             with os.scandir(fd) as entries:
