@@ -2,7 +2,9 @@
 Small I/O helpers shared by every data/*/prepare.py and by the scripts: atomic writes (a crash
 never leaves a half-written file; checkpoints too), jsonl reading with errors that name the file and
 line, token .bin files, downloads checked by sha256, and bad command-line input reported in one line
-(argparse types that name the flag, `cli` for a script's main, `check_device`).
+(argparse types that name the flag, `cli` for a script's main, `check_device`), and the run folders
+of train.py and adapt.py (one run per --out_dir; a checkpoint and its sidecar agree after any
+interruption; the temp files of a killed save are removed at the next start).
 """
 import argparse
 import contextlib
@@ -42,22 +44,25 @@ def atomic_write(path, write_fn, mode="w"):
         raise
 
 
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def remove_stale_temps(folder):
     """Remove the temp files that a killed atomic_write (SIGKILL, power loss) left in `folder`; a
     temp file of a process still running (another torchrun rank) is left alone. The removed names."""
     removed = []
     for tmp in glob.glob(os.path.join(glob.escape(os.fspath(folder)), ".tmp_*")):
-        pid = os.path.basename(tmp).split("_")[2] if os.path.basename(tmp).count("_") >= 3 else ""
-        if pid.isdigit() and int(pid) != os.getpid():
-            try:
-                os.kill(int(pid), 0)
-                continue  # its writer is alive
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                continue  # alive, another user's
-        elif pid.isdigit():
-            continue  # this process's own
+        name = os.path.basename(tmp)
+        pid = name[len(".tmp_"):].split("_")[0] if name.count("_") >= 2 else ""  # .tmp_<pid>_<random>
+        if pid.isdigit() and (int(pid) == os.getpid() or pid_alive(int(pid))):
+            continue
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
             removed.append(tmp)

@@ -345,3 +345,18 @@ def test_resume_after_an_older_interrupted_save_keeps_best_pt_true(corpus, tmp_p
     assert "holds step 0, not the best step 4 that ckpt.pt records" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "best.pt")["step"] == out["best_step"] == load_checkpoint(
         tmp_path / "ckpt.pt")["best_step"]
+
+
+def test_stale_temp_files_go_and_a_live_writers_stay(tmp_path):
+    """remove_stale_temps: a temp file of a process that is gone (or of the older unnamed form) is
+    removed; one whose writer still runs (another torchrun rank, say) is left alone."""
+    from data.common import atomic_write, remove_stale_temps
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    names = {f".tmp_{int(gone.stdout)}_ab_c": False, ".tmp_x1y2z3": False, f".tmp_{os.getppid()}_live": True,
+             f".tmp_{os.getpid()}_mine": True}
+    for name in names:
+        (tmp_path / name).write_bytes(b"partial")
+    atomic_write(tmp_path / "kept.json", lambda f: f.write("{}"))
+    removed = remove_stale_temps(tmp_path)
+    assert sorted(os.path.basename(p) for p in removed) == sorted(n for n, live in names.items() if not live)
+    assert sorted(os.listdir(tmp_path)) == sorted([n for n, live in names.items() if live] + ["kept.json"])
