@@ -156,6 +156,9 @@ def run_model(args, task_dir, meta, rows):
                                            f"eval_{meta['task']}_{args.split}")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"--out_dir {out_dir} is a file, not a folder")
+    if not os.path.isfile(args.ckpt):
+        load_checkpoint(args.ckpt)  # its message: no such file, or a folder
+    sha256 = sha256_of(args.ckpt)  # before the load: a file rewritten in between only makes the next run remake
     ckpt = load_checkpoint(args.ckpt, args.device)
     tok = get_tokenizer(ckpt["tokenizer"])
     try:
@@ -173,7 +176,7 @@ def run_model(args, task_dir, meta, rows):
     settings = {k: getattr(args, k) for k in ("split", "limit", "target_len", "num_steps", "temperature",
                                                "num_samples", "order", "schedule", "threshold", "top_k",
                                                "num_outputs", "seed")}
-    made_by = dict(ckpt=os.path.abspath(args.ckpt), sha256=sha256_of(args.ckpt), step=ckpt.get("step"),
+    made_by = dict(ckpt=os.path.abspath(args.ckpt), sha256=sha256, step=ckpt.get("step"),
                    run_id=ckpt.get("run_id"), task_dir=os.path.abspath(task_dir))
     check_predictions(out_dir, made_by, settings)
     write_json(os.path.join(out_dir, "settings.json"), dict(settings=settings, made_by=made_by))
