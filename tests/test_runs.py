@@ -47,11 +47,10 @@ def test_tiny_pipeline_quick(tiny_quick):
     assert [r["length"] for r in speed["results"]] == [16, 32]  # --quick: short outputs, one repeat
     assert all(set(r["diffusion"]) == {"10", "20"} for r in speed["results"])
     assert all(r["ar"]["latency_s"] > 0 for r in speed["results"])
-    assert not speed["settings"]["compile"] and res["speed_compiled"]["settings"]["compile"]  # both sides, both ways
-    assert [r["length"] for r in res["speed_compiled"]["results"]] == [16, 32]
+    assert not speed["settings"]["compile"] and res["speed_compiled"] is None  # compiled: docs/benchmarks.md
     report = (out / "report.md").read_text()
-    for needed in ("## Results (test split)", "| AR |", "| AR2Diff_2 |", "## Decoding speed", "Both sides compiled",
-                   "compile (s) |", "## Reading", "Wall time", "--seed 3"):
+    for needed in ("## Results (test split)", "| AR |", "| AR2Diff_2 |", "## Decoding speed", "## Reading",
+                   "Wall time", "--seed 3"):
         assert needed in report, needed
     assert (out / "speed.png").stat().st_size > 0
     # the seed reaches the generated data too
