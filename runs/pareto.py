@@ -273,7 +273,8 @@ def print_table(result):
 
 
 def draw(path, rows, result):
-    """BLEU against ms per sentence (log x): each model a line per batch size, AR a star (sample.plot)."""
+    """BLEU against ms per sentence (log x): each model a line per batch size, AR a star (sample.plot); batch-1
+    points named by their setting (short)."""
     lines = []
     for key, batch, style in (("ms_b1", 1, "o-"), ("ms_b50", result["settings"]["batch_size"], "s--")):
         for model in dict.fromkeys(r["model"] for r in rows):
@@ -281,10 +282,17 @@ def draw(path, rows, result):
             if pts:
                 lines.append((f"{model}, batch {batch}", [r[key] for r in pts], [r["bleu"] for r in pts],
                               ("k*" if batch == 1 else "kP") if model == "AR" else style,
-                              [r["name"][len(model) + 1:] for r in pts]))
+                              [short(r["name"][len(model) + 1:]) for r in pts] if batch == 1 else None))
     m = result["machine"]
     plot(path, lines, xlabel="ms per sentence", ylabel=f"{result['task']} {result['split']} BLEU",
          title=f"{result['task']}: quality against latency ({m['cpu']}, {m['torch_threads']} threads)")
+
+
+def short(text):
+    """A grid entry as a point's label: threshold=0.9,temperature=0 -> t0.9,T0."""
+    for long, brief in (("threshold=", "t"), ("temperature=", "T"), ("num_steps=", "S"), ("num_samples=", "n")):
+        text = text.replace(long, brief)
+    return text
 
 
 def merge_summary(p, path, seed, rows):
