@@ -202,7 +202,7 @@ def test_only_the_interpreter_and_work_dir_are_seen(root, tmp_path):
     needs_namespaces()
     secret = tmp_path / "answers.txt"
     secret.write_text("42")
-    hidden = [str(root), str(secret), "/home", "/work", "/etc/passwd", "/var", "/run", "/sys",
+    hidden = [str(root), str(root.parent / "shared" / "data"), str(secret), "/home", "/etc/passwd", "/var", "/run",
               os.path.expanduser("~/.bashrc"), os.path.join(sys.base_prefix, "..", "..")]
     parents = [p for p in (os.path.dirname(sys.base_prefix.rstrip("/")),) for _ in [0]]
     code = (f"import os, hashlib, json\nprint(json.dumps([[p for p in {hidden!r} if os.path.exists(p)],\n"
@@ -216,6 +216,20 @@ def test_only_the_interpreter_and_work_dir_are_seen(root, tmp_path):
     assert set(seen) <= {os.path.join(sys.base_prefix, "..", "..")} and str(root) not in seen
     assert set(top) <= {"dev", "etc", "lib", "lib32", "lib64", "proc", "tmp", "usr", interpreter_top}
     assert beside == [os.path.basename(sys.base_prefix.rstrip("/"))]  # nothing beside the interpreter
+
+
+def test_the_real_file_io_cannot_write_outside(tmp_path):
+    """The guard's FileIO yields to its base class; the read-only root holds then."""
+    needs_namespaces()
+    target = os.path.join(tempfile.gettempdir(), f"sandbox_escape_{os.getpid()}")
+    r = run_program(f"import _io\n_io.FileIO.__mro__[1]({target!r}, 'w').write(b'pwned')\n")
+    assert not r["passed"] and "Read-only file system" in r["stderr"] and not os.path.exists(target)
+
+
+def test_timeout_must_be_positive():
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match="timeout must be > 0 seconds"):
+            score("pass@k", [ROW], {1: [ROW["target"]]}, timeout=bad)
 
 
 def test_without_namespaces_the_same_modules_import_and_the_warning_says_what_is_lost():
