@@ -353,11 +353,12 @@ def _mount(libc, source, target, fstype, flags, data=None):
     _call(libc, "mount", enc(source), enc(target), enc(fstype), flags, enc(data))
 
 
-def _mount_setattr(libc, path, recursive, attr_set=0, attr_clr=0):
+def _read_only(libc, path):
+    """Every mount at and below `path` read-only (mount_setattr, Linux >= 5.12)."""
     import ctypes
-    attr = (ctypes.c_uint64 * 4)(attr_set, attr_clr, 0, 0)  # struct mount_attr
+    attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY, 0, 0, 0)  # struct mount_attr
     _call(libc, "syscall", ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(-100), os.fsencode(path),
-          ctypes.c_uint(AT_RECURSIVE if recursive else 0), attr, ctypes.c_size_t(ctypes.sizeof(attr)))
+          ctypes.c_uint(AT_RECURSIVE), attr, ctypes.c_size_t(ctypes.sizeof(attr)))
 
 
 def _unshare(libc):
@@ -401,11 +402,14 @@ def _contain(libc, cfg, layers, missing):
     # while the old /proc is in sight: in a user namespace the kernel allows a new one only then
     _mount(libc, "proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     os.chdir(new)
-    _call(libc, "syscall", ctypes.c_long(SYS_PIVOT_ROOT), b".", b".")  # man 2 pivot_root: the old
-    _call(libc, "umount2", b".", MNT_DETACH)                           # root stacks on "." and goes
+    try:  # man 2 pivot_root: the old root stacks on "." and goes
+        _call(libc, "syscall", ctypes.c_long(SYS_PIVOT_ROOT), b".", b".")
+        _call(libc, "umount2", b".", MNT_DETACH)
+    except OSError:  # an initramfs root refuses pivot_root; without CAP_SYS_CHROOT, no way back
+        os.chroot(".")
     os.chdir("/")
     try:
-        _mount_setattr(libc, "/", True, attr_set=MOUNT_ATTR_RDONLY)
+        _read_only(libc, "/")
         layers.append("a read-only root holding only the interpreter and the work dir")
     except OSError as e:
         missing.append(f"read-only mounts ({e}): the interpreter's files are as writable as outside")
