@@ -4,7 +4,6 @@ candidate, nothing left behind, the next candidate still scored). Where the kern
 about cannot be set up here, it skips naming that kernel feature."""
 import functools
 import os
-import signal
 import sys
 import tempfile
 
@@ -24,8 +23,8 @@ WRONG = "def double(x):\n    return x\n"
 # each makes the wrong `double` above pass the tests of the asserts that stay inside the process
 CHEATS = {
     "frame nonce, os._exit(0)": WRONG + "import os, sys\nf = sys._getframe(0).f_back\n"
-                                "print(next(v for v in f.f_locals.values() if isinstance(v, str) and len(v) == 32), flush=True)\n"
-                                "os._exit(0)\n",
+                                "print(next(v for v in f.f_locals.values() if isinstance(v, str) and len(v) == 32),\n"
+                                "      flush=True)\nos._exit(0)\n",
     "settrace status": WRONG + "import sys\ndef tracer(frame, event, arg):\n"
                        "    if 'status' in frame.f_locals:\n        frame.f_locals['status'] = 0\n    return tracer\n"
                        "sys.settrace(tracer)\nsys._getframe(1).f_trace = tracer\n",
@@ -118,8 +117,9 @@ def deep_tree(depth):
 def test_deep_tree_is_removed_and_scoring_goes_on(namespaces):
     if namespaces:
         needs_namespaces()
-    results = run_programs([deep_tree(3000), "import os\nprint(os.getcwd())\n"], workers=1, guard=False,
-                           namespaces=namespaces, timeout=20)
+    # on the host's disk (no namespaces) 1,200 levels are past the recursion limit and PATH_MAX already
+    results = run_programs([deep_tree(3000 if namespaces else 1200), "import os\nprint(os.getcwd())\n"],
+                           workers=1, guard=False, namespaces=namespaces, timeout=60)
     assert results[0]["status"] == "failed" and "AssertionError" in results[0]["stderr"], results[0]
     assert results[1]["passed"]
     for r in results:  # no work dir is left behind
@@ -128,10 +128,13 @@ def test_deep_tree_is_removed_and_scoring_goes_on(namespaces):
 
 
 def test_remove_tree_never_raises(tmp_path):
-    top = tmp_path / "top"
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # memory is faster than a disk here
+    top = __import__("pathlib").Path(tempfile.mkdtemp(dir=shm or tmp_path)) / "top"
     top.mkdir()
     fd = os.open(top, os.O_RDONLY)
-    for i in range(3000):  # deeper than PATH_MAX: only relative, by descriptor
+    depth = 1200  # deeper than the recursion limit and than PATH_MAX (4 bytes a level): by descriptor only
+    assert depth > sys.getrecursionlimit() and 4 * depth > os.pathconf("/", "PC_PATH_MAX")
+    for i in range(depth):
         os.mkdir(b"d\n\xff", dir_fd=fd)
         os.close(os.open(b"f \xfe", os.O_CREAT | os.O_WRONLY, 0, dir_fd=fd))
         os.symlink("/etc/passwd", "link", dir_fd=fd)  # removed, not followed
@@ -143,6 +146,7 @@ def test_remove_tree_never_raises(tmp_path):
     _remove_tree(str(top))
     assert not top.exists() and os.path.exists("/etc/passwd")
     _remove_tree(str(top))  # already gone: nothing happens
+    _remove_tree(str(top.parent))
 
 
 @pytest.mark.parametrize("guard", [True, False], ids=["guard", "no_guard"])
@@ -164,11 +168,11 @@ def test_process_tree_is_bounded():
     tree = ("import os, time\nn = 0\ntry:\n    while n < 100:\n        if os.fork() == 0:\n"
             "            try:\n                x = bytearray(300 << 20)\n            except MemoryError:\n"
             "                os._exit(3)\n            time.sleep(30)\n            os._exit(0)\n        n += 1\n"
-            "except OSError:\n    pass\nprint(n, flush=True)\nstatus = os.wait()[1]\n"
+            "except OSError:\n    pass\nprint(n, flush=True)\nstatus = os.wait()[1] if n else 3 << 8\n"
             "print(os.waitstatus_to_exitcode(status))\nassert False\n")
     results = run_programs([tree, "assert True\n"], workers=1, max_procs=6, memory_mb=256, guard=False,
                            timeout=10)
-    forked, first_exit = map(int, results[0]["stdout"].split())
+    forked, first_exit = map(int, results[0]["stdout"].split())  # uid 65534's other processes count
     assert forked <= 6 and first_exit == 3 and results[0]["status"] == "failed", results[0]
     assert results[1]["passed"]
 
