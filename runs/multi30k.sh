@@ -21,8 +21,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source runs/multi30k_settings.sh "$@"  # the flags, budgets and stages both Multi30k recipes share
-B1_LIMIT=50  # the front's batch-1 latencies are timed on the first 50 test sentences
-[ "$QUICK" = 1 ] && B1_LIMIT=2
+B1_LIMIT=50; PARETO_FLAGS=()  # the front's batch-1 latencies are timed on the first 50 test sentences
+# --quick: two sentences, one setting per model kind, one repeat, AR eager only (no compiler to wait for)
+[ "$QUICK" = 1 ] && { B1_LIMIT=2; PARETO_FLAGS=(--ar_compile off --repeats 1 --settings "block:paper;full:num_steps=1"); }
 BLOCK4="ar2diff_block4_$ADAPT_STEPS"; BLOCK8_ROW="ar2diff_block8_$ADAPT_STEPS"
 VAL_EVAL=1  # every row is scored on validation too (settings are chosen there, never on test)
 
@@ -62,7 +63,7 @@ PARETO=()
 if [ -e runs/pareto.py ]; then
   step pareto python runs/pareto.py --ar_ckpt "$FT/ar/$TASK/best.pt" --models "$MODELS" --split test \
     --limit "$EVAL_LIMIT" --b1_limit "$B1_LIMIT" --json "$OUT/pareto.json" --plot "$OUT/pareto.png" \
-    --summary "$OUT/summary.json" --seed "$SEED"
+    --summary "$OUT/summary.json" --seed "$SEED" "${PARETO_FLAGS[@]}"
   PARETO=(--pareto "$OUT/pareto.json")
 fi
 SECONDS_TOTAL=$(($(date +%s) - START))

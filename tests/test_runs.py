@@ -95,7 +95,7 @@ def m30k_quick(tmp_path_factory):
         pytest.skip(f"real-data test: {SHARED_DATA} is absent (set AR2DIFF_SHARED_DATA)")
     out = tmp_path_factory.mktemp("runs") / "m30k"
     return out, run(["bash", "runs/multi30k.sh", "--quick", "--seed", "3", "--out", str(out), "--shared",
-                     str(SHARED_DATA)], ROOT, timeout=900)
+                     str(SHARED_DATA)], ROOT, timeout=1800)
 
 
 def test_multi30k_pipeline_quick(m30k_quick):
