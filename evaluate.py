@@ -34,7 +34,7 @@ from data.common import (INT, INT0, POSITIVE, atomic_write, cli, device_flag, lo
 from data.loader import encode_task, pad_batch
 from data.tasks import load_split, load_task, read_predictions, score
 from data.tokenizer import get_tokenizer
-from diffusion import ORDERS, SCHEDULES, cut_at_eos, decode
+from diffusion import ORDERS, SCHEDULES, calls_per_token, cut_at_eos, decode, output_lengths
 from model import compile_for_decoding, make_generators, model_from_checkpoint
 
 MAIN_METRIC = {"bleu": "bleu", "squad": "f1", "pass@k": "pass@1"}
@@ -85,7 +85,8 @@ def example_seed(seed, row_id, j):
 @torch.no_grad()
 def predict(model, ckpt, tok, rows, args, on_batch=None, metric=None):
     """Generated text for every (row, output j); returns {str(id): [text, ...]} in row order. After each
-    batch, on_batch(list of (id, j, text), model calls made) if given."""
+    batch, on_batch(list of (id, j, text), calls (B,), output lengths (B,)) if given: the model calls each
+    output needs decoded alone and the tokens it decides (diffusion.output_lengths: EOS included)."""
     diffusion = ckpt["objective"] == "diffusion"
     L = args.target_len or ckpt.get("target_len")
     if not L:
@@ -110,7 +111,7 @@ def predict(model, ckpt, tok, rows, args, on_batch=None, metric=None):
         for key, _, text in batch:
             out.setdefault(key, []).append(text)
         if on_batch:
-            on_batch(batch, calls)
+            on_batch(batch, calls, output_lengths(tokens, tok.eos_id))
     return out
 
 
@@ -180,7 +181,7 @@ def run_model(args, task_dir, meta, rows):
                    run_id=ckpt.get("run_id"), task_dir=os.path.abspath(task_dir))
     check_predictions(out_dir, made_by, settings)
     write_json(os.path.join(out_dir, "settings.json"), dict(settings=settings, made_by=made_by))
-    done = {}
+    done, cost = {}, {}  # cost: (model calls, output tokens) of each (id, j)
     if os.path.exists(path):  # continue an interrupted run: keep every complete line
         records = []
         with open(path, encoding="utf-8") as f:
@@ -191,16 +192,20 @@ def run_model(args, task_dir, meta, rows):
                     pass  # the last line of a killed run may be cut short
         for rec in records:
             done.setdefault(rec["id"], {})[rec["j"]] = rec["text"]
+            if "calls" in rec:
+                cost[rec["id"], rec["j"]] = (rec["calls"], rec["tokens"])
         atomic_write(path, lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     todo = [r for r in rows if len(done.get(str(r["id"]), {})) < args.num_outputs]
     print(f"{args.ckpt}: {ckpt['objective']}{'/' + ckpt['noise'] if ckpt.get('noise') else ''}, "
           f"step {ckpt.get('step')}; {len(rows) - len(todo)} of {len(rows)} examples already done")
 
-    def on_batch(batch, calls):  # append each batch as soon as it is decoded
+    def on_batch(batch, calls, lengths):  # append each batch as soon as it is decoded
         with open(path, "a", encoding="utf-8") as f:
-            for key, j, text in batch:
-                f.write(json.dumps({"id": key, "j": j, "text": text}, ensure_ascii=False) + "\n")
+            for (key, j, text), c, n in zip(batch, calls.tolist(), lengths.tolist()):
+                f.write(json.dumps({"id": key, "j": j, "text": text, "calls": c, "tokens": n}, ensure_ascii=False)
+                        + "\n")
                 done.setdefault(key, {})[j] = text
+                cost[key, j] = (c, n)
             f.flush()
             os.fsync(f.fileno())
 
@@ -213,6 +218,9 @@ def run_model(args, task_dir, meta, rows):
     metrics = score(meta["metric"], rows, to_metric_format(meta["metric"], outputs),
                     **({"ks": parse_ks(args.k), "timeout": args.timeout} if meta["metric"] == "pass@k" else {}))
     metrics.pop("results", None)
+    if cost:  # model calls per output (as if decoded alone, the prefix pass included) and per output token
+        calls, lengths = zip(*cost.values())
+        metrics.update(calls_per_output=sum(calls) / len(calls), calls_per_token=calls_per_token(calls, lengths))
     metrics.update(task=meta["task"], ckpt=os.path.abspath(args.ckpt), step=ckpt.get("step"),
                    objective=ckpt["objective"], noise=ckpt.get("noise"), examples=len(rows),
                    decode_seconds=round(elapsed, 2), settings=settings, made_by=made_by)

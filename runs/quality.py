@@ -75,16 +75,15 @@ def main(argv=None):
     with torch.no_grad():
         for decoder, label, e in tqdm(runs, desc="settings", leave=False):
             m, t, c = models["AR" if decoder == "AR" else "diffusion"]
-            L = args.target_len or c.get("target_len")
 
             def run():  # evaluate.py's decoder, as evaluate.py runs it
                 counts.clear()
-                return evaluate.predict(m, c, t, rows, e, lambda batch, calls: counts.extend(
-                    (k, min(len(t.encode(text)) + 1, L)) for (_, _, text), k in zip(batch, calls.tolist())))
+                return evaluate.predict(m, c, t, rows, e, lambda batch, calls, lengths: counts.extend(
+                    zip(calls.tolist(), lengths.tolist())))
             total, outs, _ = timed(run, args.repeats, args.warmup, args.device)
             value = score(meta["metric"], rows, evaluate.to_metric_format(meta["metric"], outs[-1]), **kw)[metric]
             calls = sum(k for k, _ in counts) / len(counts)  # per output (as if alone), the prefix pass included
-            # output tokens, EOS included: the text re-encoded (exact for the byte tokenizer; BPE may re-segment)
+            # output tokens as decoded, EOS included (diffusion.output_lengths)
             per_token = calls_per_token(*zip(*counts))
             points.append(dict(decoder=decoder, num_steps=e.num_steps, threshold=e.threshold, label=label,
                                calls=calls, calls_per_token=per_token, latency_s=total / len(rows), total_s=total,

@@ -55,6 +55,13 @@ def test_run_model_writes_predictions_and_metrics(tmp_path, objective, noise):
     assert sorted(p["id"] for p in preds) == [r["id"] for r in rows]
     assert all(len(p["text"]) <= 12 for p in preds)  # at most target_len byte tokens
     assert json.loads((out / "metrics.json").read_text())["f1"] == metrics["f1"]
+    # model calls: AR one per output token (EOS included); diffusion the prefix pass and 3 steps per output
+    assert all(1 <= p["tokens"] <= 12 for p in preds)
+    calls = [p["calls"] for p in preds]
+    assert calls == ([p["tokens"] for p in preds] if objective == "ar" else [4] * 5)
+    assert metrics["calls_per_output"] == sum(calls) / 5
+    assert metrics["calls_per_token"] == pytest.approx(sum(calls) / sum(p["tokens"] for p in preds))
+    assert objective != "ar" or metrics["calls_per_token"] == 1.0
 
 
 def test_outputs_do_not_depend_on_batching(tmp_path):
