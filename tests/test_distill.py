@@ -83,8 +83,8 @@ def test_training_and_evaluation_take_the_distilled_folder(setup, tmp_path):
     run(teacher, task, out)
     train.main(tiny_flags(str(out), str(tmp_path / "ft"), init_from=str(teacher), objective="ar", max_steps=2,
                           eval_interval=2, eval_examples=4, target_len=6))
-    ckpt = torch.load(tmp_path / "ft" / "best.pt", weights_only=True)
-    assert ckpt["step"] == 2 and ckpt["data"] == str(out)
+    ckpt = torch.load(tmp_path / "ft" / "ckpt.pt", weights_only=True)  # the last step's (best.pt: best validation)
+    assert ckpt["step"] == 2 and ckpt["data"] == str(out) and ckpt["task"]["folder"] == str(out)
     m = evaluate.main(["--ckpt", str(tmp_path / "ft" / "best.pt"), "--task_dir", str(out), "--split", "test",
                        "--out_dir", str(tmp_path / "ev")])
     assert m["count"] == SPLITS["test"] and m["metric"] == "bleu"
