@@ -301,8 +301,13 @@ def test_ctrl_c_during_save_leaves_the_files_consistent(corpus, tmp_path, monkey
         if ckpt["step"] == 4 and len(saved) == 3:  # step 0: best.pt, ckpt.pt; step 4: the first file
             os.kill(os.getpid(), signal.SIGINT)
     monkeypatch.setattr(train, "save_checkpoint", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train.main(tiny_flags(corpus, tmp_path, max_steps=8))
+    # Ctrl-C as a terminal delivers it, whatever handler an earlier test of the session left installed
+    old_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train.main(tiny_flags(corpus, tmp_path, max_steps=8))
+    finally:
+        signal.signal(signal.SIGINT, old_handler)
     ckpt, best = load_checkpoint(tmp_path / "ckpt.pt"), load_checkpoint(tmp_path / "best.pt")
     side = {n: json.loads((tmp_path / f"{n}.json").read_text()) for n in ("ckpt", "best")}
     assert saved[2:] == ["best.pt", "ckpt.pt"] and ckpt["step"] == side["ckpt"]["step"] == 4  # step 4 improved
