@@ -25,12 +25,14 @@ step() {
   fi
   touch "$OUT/logs/$name.done"
 }
-LANES=${LANES:-2}; RUNNING=0
+LANES=${LANES:-2}; PIDS=()  # the lanes not yet waited for
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+forget() { local keep=() p; for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
+reap() { local done; wait -n -p done "${PIDS[@]}"; forget "$done"; }  # the next lane to end (errexit: a failure stops)
 lane() {
-  if [ "$RUNNING" -ge "$LANES" ]; then wait -n; RUNNING=$((RUNNING - 1)); fi
+  while [ "${#PIDS[@]}" -ge "$LANES" ]; do reap; done
   (export OMP_NUM_THREADS=1; "$@") &
-  LANE_PID=$!; RUNNING=$((RUNNING + 1))
+  LANE_PID=$!; PIDS+=("$LANE_PID")
 }
-wait_lane() { wait "$1"; RUNNING=$((RUNNING - 1)); }
-drain() { while [ "$RUNNING" -gt 0 ]; do wait -n; RUNNING=$((RUNNING - 1)); done; }
+wait_lane() { if [[ " ${PIDS[*]} " == *" $1 "* ]]; then wait "$1"; forget "$1"; fi; }  # unless reaped already
+drain() { while [ "${#PIDS[@]}" -gt 0 ]; do reap; done; }

@@ -232,3 +232,30 @@ step three bash -c 'echo 3 >> {tmp_path}/ran'
     assert (tmp_path / "ran").read_text() == "1\n2\n3\n"
     p = run(["bash", str(script)], root, timeout=60)  # without RESUME every stage runs again
     assert p.returncode == 0 and (tmp_path / "ran").read_text() == "1\n2\n3\n1\n2\n3\n"
+
+
+@pytest.mark.parametrize("lanes", ["1", "2"])
+def test_stage_runner_lanes(root, tmp_path, lanes):
+    """runs/stages.sh lanes: at most LANES at a time; wait_lane on a lane another wait already reaped, then
+    drain, still waits for every lane (LANES=1 once let drain return early); a failed lane stops the recipe."""
+    script = tmp_path / "lanes.sh"
+    script.write_text(f"""set -euo pipefail
+OUT={tmp_path}/out
+source {root}/runs/stages.sh
+slow() {{ sleep "$1"; echo "$2" >> {tmp_path}/ended; }}
+lane slow 0.4 a; A=$LANE_PID
+lane slow 0.1 b
+wait_lane "$A"
+lane slow 0.3 c
+drain
+echo "after drain: $(cat {tmp_path}/ended | tr '\\n' ' ')"
+lane false
+lane slow 0.2 d
+drain
+echo unreachable
+""")
+    p = run(["bash", str(script)], root, env={**os.environ, "LANES": lanes}, timeout=60)
+    assert p.returncode == 1 and "unreachable" not in p.stdout, p.stdout + p.stderr
+    ended = p.stdout.split("after drain: ")[1].split()
+    assert sorted(ended) == ["a", "b", "c"]  # drain returned only after every lane had ended
+    assert ended == (["a", "b", "c"] if lanes == "1" else ["b", "a", "c"])
