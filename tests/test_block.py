@@ -17,7 +17,7 @@ from data.tokenizer import get_tokenizer
 from diffusion import calls_per_token, commit_schedule, decode, diffusion_generate, diffusion_loss, output_lengths
 from model import GPT, GPTConfig, ar_loss, make_generators, target_mask
 from tests.test_evaluate import make_task
-from tests.tiny_data import one_thread, tiny_flags, write_tiny_corpus, write_tiny_task  # noqa: F401 (autouse fixture)
+from tests.tiny_data import one_thread, set_fixed_logits, tiny_flags, write_tiny_corpus, write_tiny_task  # noqa: F401 (autouse fixture)
 
 TOK = get_tokenizer("byte")
 
@@ -142,15 +142,7 @@ def test_cached_block_decoding_equals_recomputing(K, steps, fused):
 
 def fixed_logits_model(logits):
     """A model whose logits are these {id: value} (0 for other ids) at every position, whatever the input."""
-    model = small_model(0)
-    with torch.no_grad():
-        model.transformer.ln_f.weight.zero_()
-        model.transformer.ln_f.bias.zero_()
-        model.transformer.ln_f.bias[0] = 1.0
-        model.transformer.wte.weight[:, 0] = 0.0
-        for i, v in logits.items():
-            model.transformer.wte.weight[i, 0] = v
-    return model
+    return set_fixed_logits(small_model(0), logits)
 
 
 @pytest.mark.parametrize("order", ["confidence", "random"])

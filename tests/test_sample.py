@@ -8,6 +8,7 @@ import sample
 from data.common import save_checkpoint
 from data.tokenizer import get_tokenizer
 from model import GPT, GPTConfig
+from tests.tiny_data import set_fixed_logits
 
 TOK = get_tokenizer("byte")
 CONFIG = dict(vocab_size=TOK.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=32)
@@ -18,14 +19,8 @@ def make_ckpt(path, objective, noise=None, target_len=16, logits=None, seed=0, *
     these values for these ids and 0 for the others (e.g. {EOS: 10}: an AR model that stops at once)."""
     torch.manual_seed(seed)
     model = GPT(GPTConfig(**CONFIG))
-    if logits:  # final hidden state = e for every input; the (tied) embeddings set each id's logit along e
-        with torch.no_grad():
-            model.transformer.ln_f.weight.zero_()
-            model.transformer.ln_f.bias.zero_()
-            model.transformer.ln_f.bias[0] = 1.0
-            model.transformer.wte.weight[:, 0] = 0.0
-            for i, v in logits.items():
-                model.transformer.wte.weight[i, 0] = v
+    if logits:
+        set_fixed_logits(model, logits)
     ckpt = dict(model=model.state_dict(), config=CONFIG, tokenizer=TOK.state(), objective=objective,
                 noise=noise, step=7, **extra)
     if target_len is not None:
