@@ -132,7 +132,9 @@ def test_remove_tree_never_raises(tmp_path):
     top = __import__("pathlib").Path(tempfile.mkdtemp(dir=shm or tmp_path)) / "top"
     top.mkdir()
     fd = os.open(top, os.O_RDONLY)
-    depth = 1200  # deeper than the recursion limit and than PATH_MAX (4 bytes a level): by descriptor only
+    # deeper than the recursion limit (which torch.compile, run by earlier tests, may have raised) and than
+    # PATH_MAX (4 bytes a level): removable by descriptor only
+    depth = max(1200, sys.getrecursionlimit() + 100)
     assert depth > sys.getrecursionlimit() and 4 * depth > os.pathconf("/", "PC_PATH_MAX")
     for i in range(depth):
         os.mkdir(b"d\n\xff", dir_fd=fd)
