@@ -158,7 +158,8 @@ def commit_schedule(target_len, num_steps, schedule="linear"):
 @torch.no_grad()
 def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask", num_steps=10,
                        temperature=0.2, num_samples=8, order="confidence", schedule="linear",
-                       threshold=None, generators=None, block_len=None, return_info=False, fused=True):
+                       threshold=None, generators=None, block_len=None, return_info=False, fused=True,
+                       read_all=False):
     """
     Decode a target of target_len tokens for each example of prefix (B, P) (right-padded, lengths
     prefix_len). Defaults are the paper's (§4.1): 10 steps, temperature 0.2, 8 candidates per
@@ -170,7 +171,9 @@ def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask",
     cache (exact: what training showed the next blocks) in the same forward pass as the next block's
     first step (BD3-LM, Fast-dLLM v2): [decided block ; next canvas] under the block rule is exact, as
     the decided block attends only to the cache and itself; its last output reads the next block's
-    first token. fused=False spends a call of its own on the decided block (the same tokens). Decoding
+    first token. fused=False spends a call of its own on the decided block (the same tokens).
+    Greedy mask decoding reads (LM head, log-softmax) only the positions still masked in some active row:
+    the same tokens and scores as reading all (read_all=True), at a fraction of the vocabulary work. Decoding
     stops after the block that holds EOS (the slots after it hold EOS), so outputs have their own
     lengths. K = 1 is greedy-or-sampled AR.
     mask:    confidence order unmasks the most probable sampled tokens first; random order unmasks
@@ -230,6 +233,7 @@ def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask",
             return torch.full((B * S, n), tok.mask_id, dtype=torch.long, device=device)
         return _randint(tok.n_ordinary, (B, S, n), generators, device).flatten(0, 1)
 
+    prune = noise == "mask" and temperature == 0 and not read_all  # no draws whose count must not change
     canvas, ahead = new_canvas(min(K, L)), None  # ahead: this block's first-step hidden states (fused pass)
     for lo in range(0, L, K):
         n = min(K, L - lo)
@@ -242,19 +246,25 @@ def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask",
             if not bool(active.any()):  # threshold: every block is full
                 break
             rows = active.nonzero()[:, 0]
-            logits = first[rows, None]  # output i reads token i + 1: the canvas's last output is not needed
+            # the positions to read: all, or (greedy mask decoding: no draws to keep in step) only those some
+            # active row still has to decide; the head and the softmax over the vocabulary cost the most here
+            cols = (canvas[rows] == tok.mask_id).any(0).nonzero()[:, 0] if prune else torch.arange(n, device=device)
+            parts = [first[rows, None]] if int(cols[0]) == 0 else []  # output i reads token i + 1
             if n > 1:
                 if ahead is None:
                     ahead = model(canvas, P, **run)
                     called(active)
-                logits = torch.cat([logits, model.lm_head(ahead[rows, :-1]).float()], 1)
+                parts.append(model.lm_head(ahead[rows][:, cols[cols > 0] - 1]).float())
                 ahead = None
+            logits = torch.cat(parts, 1)  # (A, C, V): the columns read
             steps += 1
             logits[..., tok.mask_id:] = float("-inf")  # never produce [MASK] or a spare id
             g = None if gens is None else [gens[i] for i in rows.tolist()]
-            x0 = sample_logits(logits, temperature, generators=g)  # (A, n): the active rows only
+            x0 = canvas.new_full((len(rows), n), tok.mask_id)  # (A, n): the active rows only
+            x0[:, cols] = sample_logits(logits, temperature, generators=g)
             # log p(x0) = logit - logsumexp: no (A, n, V) softmax tensor
-            lp = logits.gather(-1, x0[..., None])[..., 0] - logits.logsumexp(-1)
+            lp = logits.new_zeros(len(rows), n)
+            lp[:, cols] = logits.gather(-1, x0[:, cols, None])[..., 0] - logits.logsumexp(-1)
             if noise == "uniform":
                 canvas[rows], block_logp[rows] = x0, lp  # the paper's score: the final canvas under the final logits
                 continue

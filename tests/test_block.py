@@ -221,6 +221,29 @@ def test_fused_cache_write_equals_separate_pass(K, threshold):
     assert info["calls"] == 1 + info["steps"]  # one call per step (a one-token block's is its caching pass)
 
 
+@pytest.mark.parametrize("K,threshold,order", [(4, None, "random"), (16, 0.05, "confidence"), (None, 0.05, "random"),
+                                             (5, None, "confidence")])
+def test_greedy_decoding_reads_only_masked_positions_with_the_same_result(K, threshold, order):
+    """Greedy mask decoding reads the head only where some active row still has a [MASK]: the same tokens, scores,
+    per-token score terms and calls as reading every position at every step (eos-prone: outputs end in blocks)."""
+    model, L = eos_prone_model(), 21
+    prefix = torch.randint(0, TOK.n_ordinary, (3, 6), generator=torch.Generator().manual_seed(4))
+    P = torch.tensor([6, 2, 4])
+    with torch.no_grad():
+        model.lm_head.weight.mul_(3.0)  # sharper predictions: some pass the threshold, blocks end early
+        runs = [diffusion_generate(model, prefix, P, L, TOK, num_steps=8, temperature=0, num_samples=1,
+                                   threshold=threshold, order=order, block_len=K, return_info=True,
+                                   generators=make_generators([1, 2, 3], "cpu"), read_all=read_all)
+                for read_all in (False, True)]
+    (tokens, scores, info), (ref, ref_scores, ref_info) = runs
+    assert torch.equal(tokens, ref) and torch.equal(info["commits"], ref_info["commits"])
+    torch.testing.assert_close(scores, ref_scores, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(info["candidate_logp"], ref_info["candidate_logp"], rtol=1e-6, atol=1e-6)
+    assert info["calls"] == ref_info["calls"] and torch.equal(info["example_calls"], ref_info["example_calls"])
+    assert len(set(output_lengths(tokens, TOK.eos_id).tolist())) > 1 or K is None
+    assert threshold is None or (info["commits"] > 1).any()  # some step committed several tokens
+
+
 def test_calls_per_output_token():
     """A confident model (threshold 0: each block decided in one call): the prefix pass, then one call per
     block; AR (K = 1) makes one call per output token, EOS included."""
