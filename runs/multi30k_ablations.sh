@@ -25,7 +25,7 @@ adapt_and_finetune() {  # adapt_and_finetune NAME ADAPT-FLAGS...: one lane per c
   adapt "$m" "$ADAPT_STEPS" "$@"
   finetune_and_eval "$m"
 }
-RESUME=1 lane adapt_and_finetune "$BLOCK_ROW" --block_len "$BLOCK_LEN"  # multi30k.sh trains this row too
+RESUME=1 lane adapt_and_finetune "$BLOCK_ROW" --block_len "$BLOCK_LEN"  # multi30k.sh adapts this model too
 lane adapt_and_finetune "$UNIFORM_ROW" --noise uniform
 drain
 

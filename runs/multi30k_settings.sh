@@ -1,6 +1,6 @@
 # The Multi30k experiment's flags, budgets and stages, shared by runs/multi30k.sh and
 # runs/multi30k_ablations.sh (sourced with the script's arguments, not run); `step` comes from stages.sh.
-SEED=1337; OUT=out/multi30k; SHARED=../shared/data; SCALE=1; QUICK=0; BLOCK8=0
+SEED=1337; OUT=out/multi30k; SHARED=../shared/data; SCALE=1; QUICK=0; TASK_BLOCK=16
 EVAL_LIMIT=0  # test (and validation) sentences scored (0: all)
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -10,8 +10,8 @@ while [ $# -gt 0 ]; do
     --scale) SCALE="$2"; shift 2 ;;
     --eval_limit) EVAL_LIMIT="$2"; shift 2 ;;
     --quick) QUICK=1; shift ;;
-    --block8) BLOCK8=1; shift ;;
-    *) echo "usage: bash $0 [--seed N] [--out DIR] [--shared DIR] [--scale X] [--eval_limit N] [--block8] [--quick]" >&2
+    --task_block) TASK_BLOCK="$2"; shift 2 ;;
+    *) echo "usage: bash $0 [--seed N] [--out DIR] [--shared DIR] [--scale X] [--eval_limit N] [--task_block K] [--quick]" >&2
        exit 2 ;;
   esac
 done
@@ -21,10 +21,11 @@ scaled() { python -c "import sys; print(max(1, round($1 * float(sys.argv[1]))))"
 PRETRAIN_STEPS=$(scaled 600); ADAPT_STEPS=$(scaled 200); FINETUNE_STEPS=$(scaled 2400)  # 2.6 epochs
 PRETRAIN_BATCH=16; FINETUNE_BATCH=32; BLOCK=128; TARGET_LEN=34  # 97% of the French train captions fit
 PRETRAIN_LR=3e-3; ADAPT_LR=1e-3; FINETUNE_LR=3e-3
+TASK_FT_STEPS=$(scaled 800); TASK_FT_LR=1e-3  # AR2Diff-blockK of AR-ft: its steps beyond AR's fine-tune
 PRE_EVAL=$(scaled 100); DIFF_EVAL=$(scaled 25); FT_EVAL=$(scaled 100)  # validation every this many steps
 FT_EVAL_EXAMPLES=256; DATA_FLAGS=()
 if [ "$QUICK" = 1 ]; then
-  PRETRAIN_STEPS=4; ADAPT_STEPS=2; FINETUNE_STEPS=4; PRE_EVAL=2; DIFF_EVAL=2; FT_EVAL=2; FT_EVAL_EXAMPLES=16
+  PRETRAIN_STEPS=4; ADAPT_STEPS=2; FINETUNE_STEPS=4; TASK_FT_STEPS=4; PRE_EVAL=2; DIFF_EVAL=2; FT_EVAL=2; FT_EVAL_EXAMPLES=16
   EVAL_LIMIT=4; DATA_FLAGS=(--limit_train 500 --nltk_tokens 5000 --vocab_pieces 400)
 fi
 TASK=multi30k
@@ -51,13 +52,13 @@ adapt() {  # adapt NAME STEPS ADAPT-FLAGS...: AR2Diff from the pretrained AR mod
       --out_dir "$OUT/pretrain/$m"
   fi
 }
-finetune_and_eval() {  # finetune_and_eval MODEL [DATA]: DATA = distilled trains on $OUT/data/${TASK}_distilled
-  local m=$1 data="$OUT/data/$TASK" row=$1
+finetune_and_eval() {  # finetune_and_eval MODEL [DATA [STEPS LR]]: DATA = distilled trains on $OUT/data/${TASK}_distilled
+  local m=$1 data="$OUT/data/$TASK" row=$1 steps=${3:-$FINETUNE_STEPS} lr=${4:-$FINETUNE_LR}
   if [ "${2:-}" = distilled ]; then data="$OUT/data/${TASK}_distilled"; row="${m}_distilled"; fi
   local FT="$OUT/finetune/$row/$TASK"
   step "finetune_$row" python train.py "${COMMON[@]}" --data "$data" \
-    --init_from "$OUT/pretrain/$m/best.pt" --batch_size "$FINETUNE_BATCH" --lr "$FINETUNE_LR" \
-    --lr_schedule cosine --warmup_steps 0 --max_steps "$FINETUNE_STEPS" --eval_interval "$FT_EVAL" \
+    --init_from "$OUT/pretrain/$m/best.pt" --batch_size "$FINETUNE_BATCH" --lr "$lr" \
+    --lr_schedule cosine --warmup_steps 0 --max_steps "$steps" --eval_interval "$FT_EVAL" \
     --eval_examples "$FT_EVAL_EXAMPLES" --target_len "$TARGET_LEN" --patience 3 --out_dir "$FT"
   # predictions of an earlier run's model would be resumed, not remade (RESUME=1 keeps a finished evaluation)
   [ "${RESUME:-0}" = 1 ] && [ -e "$OUT/logs/eval_$row.done" ] || rm -rf "$FT/eval"
@@ -72,4 +73,8 @@ finetune_and_eval() {  # finetune_and_eval MODEL [DATA]: DATA = distilled trains
 distill() {  # the fine-tuned AR model's greedy outputs on the train inputs: $OUT/data/${TASK}_distilled
   step distill python runs/distill.py --teacher "$OUT/finetune/ar/$TASK/best.pt" --data "$OUT/data/$TASK" \
     --out_dir "$OUT/data/${TASK}_distilled" --batch_size 100
+}
+convert_teacher() {  # convert_teacher K: the fine-tuned AR model (the teacher) as a blockK diffusion model, no steps
+  step "convert_ft_block$1" python adapt.py --init_from "$OUT/finetune/ar/$TASK/best.pt" --steps 0 --block_len "$1" \
+    "${PRE[@]}" --out_dir "$OUT/pretrain/ar2diff_ft_block$1"
 }

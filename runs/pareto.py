@@ -12,8 +12,9 @@ batch 50, and model calls per sentence and per output token, with KV-cached AR g
 §4.1); a `block:` one applies to block models only, `full:` to full-diffusion models only, one without a kind to
 both. Keys: num_steps, num_samples, temperature, threshold, order, schedule; the rest are the paper's, except that a
 threshold setting caps its steps at the block length and keeps one candidate unless told otherwise.
-AR: greedy with the KV cache, eager and torch.compile'd (model.compile_for_decoding) both timed, the faster kept
-per batch size (--ar_compile). Batch 1: the first --b1_limit sentences, each decoded alone by every setting in turn
+AR: greedy with the KV cache. Every row, AR and diffusion alike, is timed eager and torch.compile'd
+(model.compile_for_decoding: static cache shapes) and keeps the faster per batch size (--compile; the same tokens,
+tests/test_compile.py), so neither side is compared uncompiled against a compiled other. Batch 1: the first --b1_limit sentences, each decoded alone by every setting in turn
 (the order rotating), --repeats times; a sentence's time is its median, ms_b1 their mean. Batch 50: the whole split,
 --batch_size sentences at a time, which gives the BLEU. Calls: what each sentence needs decoded alone, the prefix
 pass included (diffusion.decode); per output token: diffusion.calls_per_token (EOS counted: AR makes 1).
@@ -120,8 +121,8 @@ def get_args(argv=None):
     p.add_argument("--settings", default=GRID, help="decoding settings (see above; default: %(default)s)")
     p.add_argument("--batch_size", type=INT, default=50, help="the serving batch: BLEU and ms_b50")
     p.add_argument("--repeats", type=INT, default=3, help="batch-1 timings per sentence and setting (median)")
-    p.add_argument("--ar_compile", choices=("best", "on", "off"), default="best",
-                   help="AR timed eager and compiled, the faster kept (best), or one of them")
+    p.add_argument("--compile", choices=("best", "on", "off"), default="best",
+                   help="every model timed eager and compiled, the faster kept per batch size (best), or one of them")
     p.add_argument("--threads", type=INT, help="torch threads for every model (default: torch's)")
     p.add_argument("--sample_seed", type=int, default=0, help="sampling seed (evaluate.py's --seed)")
     p.add_argument("--json", help="write the rows and the machine to this JSON file")
@@ -176,14 +177,23 @@ def main(argv=None):
     if not entries:
         p.error(f"--settings: no setting applies to the --models (block models take block: and kind-less ones, "
                 f"full-diffusion models full: and kind-less ones)")
-    ar_variants = {"off": [False], "on": [True], "best": [False, True]}[args.ar_compile]
-    ars = [(f"AR{' (compiled)' if compiled else ''}", "AR", ar_model(p, args, base, ar, compiled), {},
-            dict(decoder="greedy, KV cache", compiled=compiled)) for compiled in ar_variants]
     try:  # a setting the model does not take (e.g. a threshold on uniform noise) fails now, naming the flag
         for _, name, (m, tok, c), kw, _ in entries:
             decode_split(m, c, tok, rows[:1], kw, 1, args.device)
     except ValueError as e:
         p.error(f"--settings: {e} (model {name})")
+    variants = {"off": [False], "on": [True], "best": [False, True]}[args.compile]
+    compiled_copy = {}  # one compiled copy of each model, shared by its settings
+
+    def flavour(row, name, loaded, kw, setting, compiled):  # a row as decoded eager or compiled
+        if compiled and name not in compiled_copy:
+            compiled_copy[name] = compiled_model(p, base, paths[name], loaded)
+        return (row + " (compiled)" if compiled else row, name, compiled_copy[name] if compiled else loaded, kw,
+                dict(setting, compiled=compiled))
+
+    ars = [flavour("AR", "AR", ar, {}, dict(decoder="greedy, KV cache"), c) for c in variants]
+    groups = {"AR": [r for r, *_ in ars], **{e[0]: [e[0] + " (compiled)" * c for c in variants] for e in entries}}
+    entries = [flavour(*e, c) for e in entries for c in variants]
     results = {}
     with torch.no_grad():
         for row, name, (m, tok, c), kw, setting in tqdm(ars + entries, desc=f"batch {args.batch_size}", leave=False):
@@ -199,13 +209,13 @@ def main(argv=None):
         b1 = time_batch1(ars + entries, rows[: args.b1_limit], args)
     for row, ms in b1.items():
         results[row]["ms_b1"] = ms
-    out = pick_ar(results, [r for r, *_ in ars])
+    out = pick(results, groups)
     machine = dict(torch_threads=torch.get_num_threads(), cpu=cpu_name(), platform=platform.platform(),
                    torch=torch.__version__, device=str(args.device), dtype=args.dtype,
                    device_name=torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else None)
     result = dict(rows=out, machine=machine, task=meta["task"], split=args.split, data=args.data,
                   settings=dict(batch_size=args.batch_size, b1_limit=min(args.b1_limit, len(rows)),
-                                repeats=args.repeats, ar_compile=args.ar_compile, grid=args.settings,
+                                repeats=args.repeats, compile=args.compile, grid=args.settings,
                                 sample_seed=args.sample_seed))
     print_table(result)
     if args.json:
@@ -217,11 +227,10 @@ def main(argv=None):
     return result
 
 
-def ar_model(p, args, base, ar, compiled):
-    """The AR model eager, or a second copy compiled for decoding (sample.load, as sample.py --compile does)."""
-    if not compiled:
-        return ar
-    return load(p, argparse.Namespace(**{**vars(base), "compile": True}, ar_ckpt=args.ar_ckpt), "ar_ckpt", "ar")
+def compiled_model(p, base, path, loaded):
+    """A second copy of a model, compiled for decoding (sample.load, as sample.py --compile does)."""
+    flag, objective = ("ar_ckpt", "ar") if loaded[2]["objective"] == "ar" else ("models", "diffusion")
+    return load(p, argparse.Namespace(**{**vars(base), "compile": True}, **{flag: path}), flag, objective)
 
 
 def distilled(ckpt):
@@ -247,17 +256,21 @@ def time_batch1(entries, rows, args):
     return {row: 1e3 * statistics.mean(statistics.median(t) for t in ts) for row, ts in times.items()}
 
 
-def pick_ar(results, ar_rows):
-    """One AR row: per batch size the faster of eager and compiled (the same tokens: tests/test_compile.py)."""
-    rows = [results[r] for r in ar_rows]
-    best = dict(rows[0], name="AR", setting=dict(decoder="greedy, KV cache"))
-    for key in ("ms_b1", "ms_b50"):
-        if key in rows[0]:
-            fast = min(rows, key=lambda r: r[key])
-            best[key] = fast[key]
-            best["setting"][f"compiled_{key[3:]}"] = fast["setting"]["compiled"]
-            best["setting"][f"{key}_eager_compiled"] = [r[key] for r in rows] if len(rows) > 1 else None
-    return [best] + [v for k, v in results.items() if k not in ar_rows]
+def pick(results, groups):
+    """One row per group {row: [its eager and compiled variants]}: per batch size the faster variant's time (the
+    same tokens: tests/test_compile.py); the setting records which and both times."""
+    out = []
+    for row, names in groups.items():
+        variants = [results[n] for n in names]
+        best = dict(variants[0], name=row, setting={k: v for k, v in variants[0]["setting"].items() if k != "compiled"})
+        for key in ("ms_b1", "ms_b50"):
+            if key in variants[0]:
+                fast = min(variants, key=lambda r: r[key])
+                best[key] = fast[key]
+                best["setting"][f"compiled_{key[3:]}"] = fast["setting"]["compiled"]
+                best["setting"][f"{key}_eager_compiled"] = [r[key] for r in variants] if len(variants) > 1 else None
+        out.append(best)
+    return out
 
 
 def print_table(result):

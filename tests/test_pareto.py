@@ -40,7 +40,7 @@ def test_front_rows_calls_and_summary(run, capsys):
     out, png = tmp / "pareto.json", tmp / "pareto.png"
     result = pareto.main(["--ar_ckpt", ar, "--models", f"B4={block},full={full}", "--split", "test", "--limit", "4",
                           "--b1_limit", "2", "--repeats", "1", "--batch_size", "3", "--settings", GRID,
-                          "--ar_compile", "off", "--json", str(out), "--plot", str(png), "--summary", str(summary),
+                          "--compile", "off", "--json", str(out), "--plot", str(png), "--summary", str(summary),
                           "--seed", "7"])
     data = json.loads(out.read_text())
     assert data == json.loads(json.dumps(result))
@@ -54,7 +54,9 @@ def test_front_rows_calls_and_summary(run, capsys):
     # the settings as decoded, every one filled in: a threshold caps the steps at the block and keeps one candidate
     assert rows["B4 threshold=0.5,temperature=0"]["setting"] == dict(num_steps=4, num_samples=1, temperature=0.0,
                                                                      threshold=0.5, order="confidence",
-                                                                     schedule="linear")
+                                                                     schedule="linear", compiled_b1=False,
+                                                                     ms_b1_eager_compiled=None, compiled_b50=False,
+                                                                     ms_b50_eager_compiled=None)
     assert rows["B4 paper"]["setting"]["num_steps"] == 10 and rows["B4 paper"]["setting"]["num_samples"] == 8
     assert rows["AR"]["setting"]["decoder"] == "greedy, KV cache" and rows["AR"]["setting"]["compiled_b1"] is False
     # calls per sentence (each alone, the prefix pass included) and per output token (16 tokens, no EOS)
@@ -85,16 +87,21 @@ def test_front_rows_calls_and_summary(run, capsys):
     assert "calls/tok" in capsys.readouterr().out
 
 
-def test_ar_row_takes_the_faster_of_eager_and_compiled():
+def test_each_row_takes_the_faster_of_eager_and_compiled():
     results = {"AR": dict(name="AR", setting=dict(compiled=False), ms_b1=2.0, ms_b50=1.0, bleu=5.0),
                "AR (compiled)": dict(name="AR (compiled)", setting=dict(compiled=True), ms_b1=1.0, ms_b50=3.0,
                                      bleu=5.0),
-               "m x": dict(name="m x", bleu=1.0)}
-    rows = pareto.pick_ar(results, ["AR", "AR (compiled)"])
+               "m x": dict(name="m x", setting=dict(threshold=0.5, compiled=False), ms_b1=4.0, bleu=1.0),
+               "m x (compiled)": dict(name="m x (compiled)", setting=dict(threshold=0.5, compiled=True), ms_b1=3.0,
+                                      bleu=1.0)}
+    rows = pareto.pick(results, {"AR": ["AR", "AR (compiled)"], "m x": ["m x", "m x (compiled)"]})
     assert [r["name"] for r in rows] == ["AR", "m x"]
-    assert (rows[0]["ms_b1"], rows[0]["ms_b50"]) == (1.0, 1.0)
+    assert (rows[0]["ms_b1"], rows[0]["ms_b50"], rows[1]["ms_b1"]) == (1.0, 1.0, 3.0)
     assert rows[0]["setting"]["compiled_b1"] is True and rows[0]["setting"]["compiled_b50"] is False
     assert rows[0]["setting"]["ms_b1_eager_compiled"] == [2.0, 1.0]
+    assert rows[1]["setting"] == dict(threshold=0.5, compiled_b1=True, ms_b1_eager_compiled=[4.0, 3.0])
+    rows = pareto.pick(results, {"m x": ["m x"]})  # --compile off: one variant, nothing to choose
+    assert rows == [dict(results["m x"], setting=dict(threshold=0.5, compiled_b1=False, ms_b1_eager_compiled=None))]
 
 
 def test_grid():
@@ -128,7 +135,7 @@ def test_bad_input_names_the_flag(run, capsys, argv, flag):
     paths = dict(ar=ar, block=block, full=full, none=str(tmp / "none"), summary=str(tmp / "s.json"),
                  uniform=make_ckpt(tmp / "uniform.pt", "diffusion", "uniform", task=dict(name="toy_mt"))[0])
     with pytest.raises(SystemExit) as e:
-        pareto.main(["--ar_ckpt", ar, "--ar_compile", "off", "--b1_limit", "0", *[a.format(**paths) for a in argv]])
+        pareto.main(["--ar_ckpt", ar, "--compile", "off", "--b1_limit", "0", *[a.format(**paths) for a in argv]])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert flag in err and "Traceback" not in err, err

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 import pytest
+import torch
 
 from data.common import load_checkpoint, read_json
 from tests.conftest import ROOT, SHARED_DATA
@@ -103,7 +104,7 @@ def test_multi30k_pipeline_quick(m30k_quick):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res = read_json(out / "results.json")
     assert res["missing"] == []
-    rows = {"AR", "diffusion (distilled)", "AR2Diff-block4_2", "AR2Diff-block4_2 (distilled)"}
+    rows = {"AR", "diffusion (distilled)", "AR2Diff-block4_2 (distilled)", "AR2Diff-block16 of AR-ft (distilled)"}
     assert set(res["results"]) == rows and set(res["validation"]) == rows
     for row, m in ((r, per["multi30k"]) for r, per in res["results"].items()):
         assert m["task"] == "multi30k_enfr" and m["metric"] == "bleu" and "tok:13a" in m["signature"], row
@@ -122,25 +123,30 @@ def test_multi30k_pipeline_quick(m30k_quick):
     for split in ("validation", "test"):
         assert (out / "data" / "multi30k_distilled" / f"{split}.jsonl").read_bytes() == \
             (out / "data" / "multi30k" / f"{split}.jsonl").read_bytes()
-    for row in ("diffusion_distilled", "ar2diff_block4_2_distilled"):  # trained on it, scored on the real folder
-        ft = load_checkpoint(out / "finetune" / row / "multi30k" / "best.pt")
+    for row in ("diffusion_distilled", "ar2diff_block4_2_distilled", "ar2diff_ft_block16_distilled"):
+        ft = load_checkpoint(out / "finetune" / row / "multi30k" / "best.pt")  # trained on it, scored on the real one
         assert ft["data"] == str(out / "data" / "multi30k_distilled"), row
         ev = read_json(out / "finetune" / row / "multi30k" / "eval" / "metrics.json")
         assert ev["ckpt"].endswith(f"{row}/multi30k/best.pt")
-    assert load_checkpoint(out / "finetune" / "ar2diff_block4_2" / "multi30k" / "best.pt")["data"] == \
-        str(out / "data" / "multi30k")
+    # AR2Diff-block16 of AR-ft: the teacher itself, converted (its weights but [MASK]), then fine-tuned
+    converted = load_checkpoint(out / "pretrain" / "ar2diff_ft_block16" / "converted.pt")
+    teacher = load_checkpoint(out / "finetune" / "ar" / "multi30k" / "best.pt")
+    assert converted["converted_from"] == str(out / "finetune" / "ar" / "multi30k" / "best.pt")
+    assert (converted["objective"], converted["block_len"]) == ("diffusion", 16)
+    assert torch.equal(converted["model"]["transformer.h.0.attn.c_attn.weight"],
+                       teacher["model"]["transformer.h.0.attn.c_attn.weight"])
     # the transfer curves: diffusion from scratch and the block conversion, one curve per pretraining
     curves = res["curves"]
     assert [s for s, _ in curves["pretrain"]["diffusion (distilled)"]] == [0, 2, 4]
-    assert [s for s, _ in curves["pretrain"]["AR2Diff-block4_2"]] == [0, 2]
-    assert set(curves["pretrain"]) == {"diffusion (distilled)", "AR2Diff-block4_2"}
+    assert [s for s, _ in curves["pretrain"]["AR2Diff-block4_2 (distilled)"]] == [0, 2]
+    assert set(curves["pretrain"]) >= {"diffusion (distilled)", "AR2Diff-block4_2 (distilled)"}
     assert set(curves["finetune"]) == rows
     assert {"pretrain_ar", "pretrain_diffusion", "finetune_ar", "finetune_diffusion_distilled",
-            "finetune_ar2diff_block4_2_distilled"} <= set(res["training_speed"])
+            "finetune_ar2diff_block4_2_distilled", "finetune_ar2diff_ft_block16_distilled"} <= set(res["training_speed"])
     report = (out / "report.md").read_text()
-    for needed in ("| AR2Diff-block4_2 (distilled) |", "## Distillation", "Validation split", "## Transfer curves",
+    for needed in ("| AR2Diff-block4_2 (distilled) |", "| AR2Diff-block16 of AR-ft (distilled) |", "## Distillation", "Validation split", "## Transfer curves",
                    "## Training speed", "sacreBLEU signature", "copy the source", "--quick", "SentencePiece BPE",
-                   "Distillation helps AR2Diff-block4_2 on multi30k", "ahead of diffusion from scratch on the same"):
+                   "ahead of diffusion from scratch on the same"):
         assert needed in report, needed
     for png in ("transfer.png", "finetune.png"):
         assert (out / png).stat().st_size > 0
@@ -157,7 +163,7 @@ def test_multi30k_ablations_quick(m30k_quick, root, shared_data, tmp_path):
              str(shared_data)], root, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "data (done before)" in p.stdout and "pretrain_ar (done before)" in p.stdout
-    assert "finetune_ar2diff_block4_2 (done before)" in p.stdout  # multi30k.sh's own block row, reused
+    assert "adapt_block4_2 (done before)" in p.stdout  # multi30k.sh's own block model, reused
     block, uniform = (load_checkpoint(out / "pretrain" / m / "best.pt")
                       for m in ("ar2diff_block4_2", "ar2diff_uniform_2"))
     assert (block["objective"], block["noise"], block["block_len"]) == ("diffusion", "mask", 4)
