@@ -83,7 +83,7 @@ def draw_rate(batch_size, device, generator=None):
 
 
 def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, rate=None, weight="elbo",
-                   block_len=None):
+                   block_len=None, complementary=False):
     """
     idx (B, T) clean [prefix ; target ; padding]; rate (B,) or (B, T), drawn when None. Returns the
     scalar loss. With block_len K, block diffusion: a rate per block of K target tokens, and the
@@ -100,6 +100,9 @@ def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, 
              ELBO's integrand reweighted by r (a monotone weighting, as in Kingma & Gao 2023). On
              short task targets (a QA answer of one token) the 1/r weight makes the rare lightly
              masked example dominate the gradient; flat weighting fine-tunes far faster there.
+    complementary (mask noise, Fast-dLLM v2): each sequence is seen twice in the pass, with its mask and
+             with the complement of it over the target (rate 1 - r): every target token is trained once per
+             pair, at twice the compute per sequence; L is the loss of the doubled batch.
     uniform: L = L(1) + L(2), L(k) = (1/N) sum over all target positions of -log p(x_i | input_k);
              input_1 = the noisy sequence, input_2 = input_1 with every target position replaced by
              argmax of the first pass's logits (no gradient through the argmax; prefix kept clean).
@@ -117,6 +120,14 @@ def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, 
         rate = draw_rate(B * (T // block_len + 1), idx.device, generator).view(B, -1).gather(1, blocks)
     rate = rate[:, None].expand(B, T) if rate.dim() == 1 else rate  # (B, T): each position's rate
     noisy, corrupted = corrupt(idx, target, rate, noise, tok, generator)
+    if complementary:
+        if noise != "mask":
+            raise ValueError("complementary masks need mask noise")
+        other = target & ~corrupted  # the tokens left visible: masked in the second copy
+        noisy, corrupted = torch.cat([noisy, torch.where(other, tok.mask_id, idx)]), torch.cat([corrupted, other])
+        rate = torch.cat([rate, (1 - rate).clamp(min=MIN_RATE)])
+        idx, prefix_len, seq_len, target = (torch.cat([t, t]) for t in (idx, prefix_len, seq_len, target))
+        B *= 2
     n_target = target.sum().clamp(min=1)
 
     def denoise(noisy):  # (B, T, V): output i reads token i + 1 of the clean sequence

@@ -84,6 +84,8 @@ arg("--block_len", default=None, type=int, help="block diffusion: blocks of this
     "blocks, bidirectional inside (1 = AR); default: the checkpoint's, else none (full diffusion)")
 arg("--loss_weight", default=None, choices=WEIGHTS, help="mask noise: how training weights the masked tokens' "
     "cross-entropy (validation always reports the ELBO); default: elbo on a corpus, flat on a task (see diffusion.py)")
+arg("--complementary", action="store_true", help="mask noise: train each sequence with its mask and with the "
+    "complement of it (Fast-dLLM v2): every target token once per pair, twice the compute per sequence")
 arg("--target_len", type=INT0, default=0,
     help="task target tokens, EOS included; 0 = the longest train target + EOS, at most block_size/2")
 # optimisation
@@ -273,6 +275,9 @@ def main(argv=None):
                          f"{objective}{hint}")
     if objective == "diffusion" and prev.get("noise", noise) != noise:
         raise ValueError(f"{source} was trained with --noise {prev['noise']}, not --noise {noise}")
+    if args.complementary and noise != "mask":
+        raise ValueError(f"--complementary needs mask noise (--objective diffusion --noise mask), not "
+                         f"--objective {objective}{' --noise ' + noise if noise else ''}")
     block_len = args.block_len or prev.get("block_len")
     if args.block_len is not None and (args.block_len < 1 or objective != "diffusion"):
         raise ValueError(f"--block_len {args.block_len}: " + ("must be >= 1" if args.block_len < 1 else
@@ -338,12 +343,12 @@ def main(argv=None):
 
     args.loss_weight = args.loss_weight or ("elbo" if kind == "corpus" else "flat")  # saved resolved
 
-    def loss_fn(m, batch, generator, weight=args.loss_weight):
+    def loss_fn(m, batch, generator, weight=args.loss_weight, complementary=args.complementary):
         idx, prefix_len, seq_len = batch
         if objective == "ar":
             return ar_loss(m, idx, prefix_len, seq_len)
         return diffusion_loss(m, idx, prefix_len, seq_len, noise, tok, generator=generator, weight=weight,
-                              block_len=block_len)
+                              block_len=block_len, complementary=complementary)
 
     # ---- optimizer: decay the 2-D weights (matmuls and the tied embedding/lm_head, as nanoGPT);
     # biases and LayerNorm gains do not decay
@@ -368,7 +373,8 @@ def main(argv=None):
     log(f"data: {kind} {args.data} | " + (f"{len(train_tokens):,} train / {len(val_tokens):,} val tokens"
         if kind == "corpus" else f"task {task['name']}: {len(rows):,} train / {len(val_rows):,} validation rows, "
         f"{cut} train targets cut to target_len") + f" | tokenizer {tok.name}")
-    weighting = f" ({args.loss_weight} weight)" if noise == "mask" else ""
+    weighting = f" ({args.loss_weight} weight{', complementary masks' if args.complementary else ''})" \
+        if noise == "mask" else ""
     log(f"objective: {objective} | noise: {noise or '-'}{weighting} | block_len: {block_len or '-'} | "
         f"target_len: {target_len or '-'} | validation: {sum(len(b[0]) for b in val_set)} fixed "
         f"{'windows' if kind == 'corpus' else 'rows'}")
@@ -388,7 +394,7 @@ def main(argv=None):
             batch = tuple(t.to(device) for t in val_set[i])
             generator = torch.Generator(device).manual_seed(seed_of(EVAL_SEED, i))  # the fixed noise draw
             with autocast:
-                loss = loss_fn(fwd, batch, generator, weight="elbo")
+                loss = loss_fn(fwd, batch, generator, weight="elbo", complementary=False)
             n = target_mask(batch[1], batch[2], batch[0].size(1)).sum()
             total += torch.stack([loss.float() * n, n.float()])
         if ddp:

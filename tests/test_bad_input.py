@@ -221,6 +221,24 @@ def test_block_len_larger_than_the_target(root, tmp_path, capsys):
     assert not (tmp_path / "a" / "ckpt.pt").exists()
 
 
+def test_complementary_masks_need_mask_noise(root, tmp_path, capsys):
+    """--complementary is a mask-noise option: refused for AR and uniform noise, naming the flag; it trains a
+    block model on a task (the loss of the doubled batch, validation unchanged)."""
+    from tests.tiny_data import write_tiny_task
+    task = write_tiny_task(tmp_path / "reverse")
+    for objective in (["--objective", "ar"], ["--objective", "diffusion", "--noise", "uniform"]):
+        code = run_cli(root, "train.py", *tiny_train_flags(task, tmp_path / "o", *objective, "--complementary"))
+        assert code == 2 and message(code, capsys).startswith("train.py: error: --complementary needs mask noise")
+    assert not (tmp_path / "o").exists()
+    import train
+    flags = tiny_train_flags(task, tmp_path / "o", "--objective", "diffusion", "--block_len", 2, "--max_steps", 3,
+                             "--eval_interval", 3, "--lr", "1e-2")
+    plain = train.main([str(a) for a in flags])
+    both = train.main([str(a) for a in flags] + ["--complementary", "--overwrite"])
+    assert "complementary masks" in capsys.readouterr().out
+    assert both["best_val"] != plain["best_val"]  # it trained on other inputs, validated the same way
+
+
 def test_distilled_task_of_another_tokenizer(root, tmp_path, capsys):
     """A distilled folder (a task's copy whose targets an AR teacher wrote) fine-tunes only a model
     with the teacher's tokenizer: its targets are the teacher's tokens."""

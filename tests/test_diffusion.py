@@ -91,6 +91,34 @@ def test_mask_loss_hand_computed(weight):
         diffusion_loss(model, idx, P, L, "mask", tok, rate=rate, weight="none")
 
 
+@pytest.mark.parametrize("weight", ["elbo", "flat"])
+def test_complementary_masks_hand_computed(weight):
+    """Complementary masks: the pass sees each sequence masked and then with exactly the other target tokens
+    masked (prefix and padding never); every target token is predicted once per pair; the loss is the doubled
+    batch's (flat: the mean over all 7 target tokens, each once; elbo: rates r and 1 - r)."""
+    model = Table(TOK.vocab_size)
+    idx, P, L = toy_batch()
+    rate = torch.tensor([0.5, 0.25])
+    loss = diffusion_loss(model, idx, P, L, "mask", TOK, generator=torch.Generator().manual_seed(3), rate=rate,
+                          weight=weight, complementary=True)
+    target = target_mask(P, L, 6)
+    noisy, corrupted = corrupt(idx, target, rate, "mask", TOK, torch.Generator().manual_seed(3))
+    seen = model.calls[0][0]
+    assert seen.shape == (4, 6) and torch.equal(seen[:2], noisy) and len(model.calls) == 1
+    assert torch.equal(seen[2:] == TOK.mask_id, target & ~corrupted)  # the complement, over the target only
+    assert torch.equal((seen[:2] == TOK.mask_id) ^ (seen[2:] == TOK.mask_id), target)
+    elbo = flat = 0.0
+    for copy, rates in ((seen[:2], rate), (seen[2:], 1 - rate)):
+        for b in range(2):
+            for i in range(6):
+                if copy[b, i] == TOK.mask_id:
+                    elbo += nll(model.W, int(copy[b, i - 1]), int(idx[b, i])) / rates[b].item()
+                    flat += nll(model.W, int(copy[b, i - 1]), int(idx[b, i]))
+    assert loss.item() == pytest.approx(elbo / 14 if weight == "elbo" else flat / 7, rel=1e-5)
+    with pytest.raises(ValueError, match="complementary masks need mask noise"):
+        diffusion_loss(model, idx, P, L, "uniform", TOK, rate=rate, complementary=True)
+
+
 def test_uniform_loss_hand_computed_and_no_grad_through_argmax():
     tok = TOK
     model = Table(tok.vocab_size, seed=1)
