@@ -2,7 +2,8 @@
 # Ablations of the Multi30k experiment: the same AR model converted another way, same budgets:
 #   bash runs/multi30k_ablations.sh [--seed N] [--out DIR] [--shared DIR] [--scale X] [--eval_limit N] [--quick]
 # 1. AR2Diff-block4_N: a block-diffusion model (blocks of 4 target tokens, BD3-LM / Fast-dLLM v2)
-#    instead of full diffusion, adapted N steps on the corpus, fine-tuned on Multi30k train
+#    instead of full diffusion, adapted N steps on the corpus, fine-tuned on Multi30k train, and (after
+#    runs/multi30k.sh into the same folder) on its distilled train set, with AR's budget
 # 2. AR2Diff_N (uniform): the paper's own noise (SUNDAE-style uniform, loss L(1) + L(2))
 # 3. both evaluated on test_2016 as runs/multi30k.sh evaluates its rows; ablations.md and
 #    ablations.json in the output folder (python runs/ablations.py), beside that run's rows when
@@ -25,8 +26,13 @@ adapt_and_finetune() {  # adapt_and_finetune NAME ADAPT-FLAGS...: one lane per c
   adapt "$m" "$ADAPT_STEPS" "$@"
   finetune_and_eval "$m"
 }
-RESUME=1 lane adapt_and_finetune "$BLOCK_ROW" --block_len "$BLOCK_LEN"  # multi30k.sh adapts this model too
+lane adapt "$BLOCK_ROW" "$ADAPT_STEPS" --block_len "$BLOCK_LEN"; BLOCK_LANE=$LANE_PID
 lane adapt_and_finetune "$UNIFORM_ROW" --noise uniform
+wait_lane "$BLOCK_LANE"
+lane finetune_and_eval "$BLOCK_ROW"
+if [ -e "$OUT/data/${TASK}_distilled/meta.json" ]; then  # multi30k.sh's distilled folder: the paper-order row on it
+  lane finetune_and_eval "$BLOCK_ROW" distilled
+fi
 drain
 
 SECONDS_TOTAL=$(($(date +%s) - START))
