@@ -1,6 +1,6 @@
 # The Multi30k experiment's flags, budgets and stages, shared by runs/multi30k.sh and
 # runs/multi30k_ablations.sh (sourced with the script's arguments, not run); `step` comes from stages.sh.
-SEED=1337; OUT=out/multi30k; SHARED=../shared/data; SCALE=1; QUICK=0; TASK_BLOCK=16
+SEED=1337; OUT=out/multi30k; SHARED=../shared/data; SCALE=1; QUICK=0; TASK_BLOCK=8
 EVAL_LIMIT=0  # test (and validation) sentences scored (0: all)
 while [ $# -gt 0 ]; do
   case "$1" in
