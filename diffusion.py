@@ -257,25 +257,27 @@ def diffusion_generate(model, prefix, prefix_len, target_len, tok, noise="mask",
             if not bool(active.any()):  # threshold: every block is full
                 break
             rows = active.nonzero()[:, 0]
-            # the positions to read: all, or (greedy mask decoding: no draws to keep in step) only those some
-            # active row still has to decide; the head and the softmax over the vocabulary cost the most here
-            cols = (canvas[rows] == tok.mask_id).any(0).nonzero()[:, 0] if prune else torch.arange(n, device=device)
-            parts = [first[rows, None]] if int(cols[0]) == 0 else []  # output i reads token i + 1
+            # greedy mask decoding reads only the positions some active row still has to decide (cols): the
+            # head and the softmax over the vocabulary cost the most here; None reads all
+            cols = (canvas[rows] == tok.mask_id).any(0).nonzero()[:, 0] if prune else None
+            parts = [first[rows, None]] if cols is None or int(cols[0]) == 0 else []  # output i reads token i + 1
             if n > 1:
                 if ahead is None:
                     ahead = model(canvas, P, **run)
                     called(active)
-                parts.append(model.lm_head(ahead[rows][:, cols[cols > 0] - 1]).float())
+                h = ahead[rows, :-1] if cols is None else ahead[rows][:, cols[cols > 0] - 1]
+                parts.append(model.lm_head(h).float())
                 ahead = None
-            logits = torch.cat(parts, 1)  # (A, C, V): the columns read
+            logits = torch.cat(parts, 1)  # (A, n or C, V)
             steps += 1
             logits[..., tok.mask_id:] = float("-inf")  # never produce [MASK] or a spare id
             g = None if gens is None else [gens[i] for i in rows.tolist()]
-            x0 = canvas.new_full((len(rows), n), tok.mask_id)  # (A, n): the active rows only
-            x0[:, cols] = sample_logits(logits, temperature, generators=g)
+            x0 = sample_logits(logits, temperature, generators=g)  # the active rows only
             # log p(x0) = logit - logsumexp: no (A, n, V) softmax tensor
-            lp = logits.new_zeros(len(rows), n)
-            lp[:, cols] = logits.gather(-1, x0[:, cols, None])[..., 0] - logits.logsumexp(-1)
+            lp = logits.gather(-1, x0[..., None])[..., 0] - logits.logsumexp(-1)
+            if cols is not None:  # back to (A, n); the columns not read are decided already
+                x0 = canvas.new_full((len(rows), n), tok.mask_id).index_copy_(1, cols, x0)
+                lp = lp.new_zeros(len(rows), n).index_copy_(1, cols, lp)
             if noise == "uniform":
                 canvas[rows], block_logp[rows] = x0, lp  # the paper's score: the final canvas under the final logits
                 continue
