@@ -68,15 +68,18 @@ def resume_flags(corpus, out_dir, **kw):  # dropout, accumulation, noise: every 
     return tiny_flags(corpus, out_dir, decay_steps=8, dropout=0.1, **kw) + objective_flags("diffusion", "mask")
 
 
-def test_resume_is_exact(corpus, tmp_path):
-    full = train.main(resume_flags(corpus, tmp_path / "full"))
-    train.main(resume_flags(corpus, tmp_path / "cut", max_steps=4))
+@pytest.mark.parametrize("extra", [[], ["--complementary"]])
+def test_resume_is_exact(corpus, tmp_path, extra):
+    """A resumed run keeps the saved run's flags (--complementary too) and repeats its losses."""
+    full = train.main(resume_flags(corpus, tmp_path / "full") + extra)
+    train.main(resume_flags(corpus, tmp_path / "cut", max_steps=4) + extra)
     resumed = train.main(["--init_from", "resume", "--out_dir", str(tmp_path / "cut"), "--max_steps", "8"])
     assert resumed["losses"] == full["losses"][4:]  # same floats, step for step
     assert resumed["history"] == full["history"]
     a, b = (load_checkpoint(tmp_path / d / "ckpt.pt") for d in ("full", "cut"))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert b["args"]["init_from"] == "scratch" and b["args"]["max_steps"] == 8
+    assert b["args"]["complementary"] == bool(extra)
 
 
 def test_resume_after_kill(corpus, tmp_path):
