@@ -83,7 +83,7 @@ def draw_rate(batch_size, device, generator=None):
 
 
 def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, rate=None, weight="elbo",
-                   block_len=None, complementary=False):
+                   block_len=None, complementary=False, ramp=False):
     """
     idx (B, T) clean [prefix ; target ; padding]; rate (B,) or (B, T), drawn when None. Returns the
     scalar loss. With block_len K, block diffusion: a rate per block of K target tokens, and the
@@ -100,6 +100,10 @@ def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, 
              ELBO's integrand reweighted by r (a monotone weighting, as in Kingma & Gao 2023). On
              short task targets (a QA answer of one token) the 1/r weight makes the rare lightly
              masked example dominate the gradient; flat weighting fine-tunes far faster there.
+    ramp (block diffusion, position-dependent masking as in Efficient-DLM): the j-th of a block's K
+             positions is masked with probability 2 r (j + 1) / (K + 1), clipped to [MIN_RATE, 1]: later
+             positions more, the block's mean rate r kept where no clipping applies, as decoding from left
+             to right meets them. Meant with flat weighting (the 1/r weight then no longer gives the ELBO).
     complementary (mask noise, Fast-dLLM v2): each sequence is seen twice in the pass, with its mask and
              with the complement of it over the target (rate 1 - r): every target token is trained once per
              pair, at twice the compute per sequence; L is the loss of the doubled batch.
@@ -116,8 +120,10 @@ def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, 
     if rate is None and block_len is None:
         rate = draw_rate(B, idx.device, generator)
     elif rate is None:  # BD3-LM: a rate per block of K target tokens; a position takes its block's
-        blocks = (torch.arange(T, device=idx.device)[None] - prefix_len[:, None]).clamp(min=0) // block_len
-        rate = draw_rate(B * (T // block_len + 1), idx.device, generator).view(B, -1).gather(1, blocks)
+        offset = (torch.arange(T, device=idx.device)[None] - prefix_len[:, None]).clamp(min=0)
+        rate = draw_rate(B * (T // block_len + 1), idx.device, generator).view(B, -1).gather(1, offset // block_len)
+        if ramp:
+            rate = (rate * 2 * (offset % block_len + 1) / (block_len + 1)).clamp(MIN_RATE, 1)
     rate = rate[:, None].expand(B, T) if rate.dim() == 1 else rate  # (B, T): each position's rate
     noisy, corrupted = corrupt(idx, target, rate, noise, tok, generator)
     if complementary:

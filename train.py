@@ -86,6 +86,10 @@ arg("--loss_weight", default=None, choices=WEIGHTS, help="mask noise: how traini
     "cross-entropy (validation always reports the ELBO); default: elbo on a corpus, flat on a task (see diffusion.py)")
 arg("--complementary", action="store_true", help="mask noise: train each sequence with its mask and with the "
     "complement of it (Fast-dLLM v2): every target token once per pair, twice the compute per sequence")
+arg("--position_masking", action="store_true", help="block diffusion: later positions of a block masked more "
+    "(Efficient-DLM; see diffusion.py's ramp)")
+arg("--block_warmup", type=INT0, default=0, help="block diffusion: train with blocks of 1, 2, 4, ... (below "
+    "--block_len) in equal stages over the first this many steps, then --block_len (LLaDA 2.0); 0 = off")
 arg("--target_len", type=INT0, default=0,
     help="task target tokens, EOS included; 0 = the longest train target + EOS, at most block_size/2")
 # optimisation
@@ -279,6 +283,12 @@ def main(argv=None):
         raise ValueError(f"--complementary needs mask noise (--objective diffusion --noise mask), not "
                          f"--objective {objective}{' --noise ' + noise if noise else ''}")
     block_len = args.block_len or prev.get("block_len")
+    for flag, on in (("--position_masking", args.position_masking), ("--block_warmup", args.block_warmup)):
+        if on and (not block_len or noise != "mask"):
+            raise ValueError(f"{flag} needs a block-diffusion model with mask noise (--block_len K, --noise mask)")
+    if args.position_masking and args.complementary:
+        raise ValueError("--position_masking with --complementary: the complement of a ramped mask masks the "
+                         "early positions more; use one of them")
     if args.block_len is not None and (args.block_len < 1 or objective != "diffusion"):
         raise ValueError(f"--block_len {args.block_len}: " + ("must be >= 1" if args.block_len < 1 else
                          "block diffusion needs --objective diffusion (adapt.py --block_len converts an AR model)"))
@@ -343,12 +353,18 @@ def main(argv=None):
 
     args.loss_weight = args.loss_weight or ("elbo" if kind == "corpus" else "flat")  # saved resolved
 
-    def loss_fn(m, batch, generator, weight=args.loss_weight, complementary=args.complementary):
+    def block_at(step):  # --block_warmup: 1, 2, 4, ... below block_len in equal stages, then block_len
+        sizes = [2 ** i for i in range(max(0, (block_len - 1).bit_length()))] if block_len else []
+        return sizes[step * len(sizes) // args.block_warmup] if sizes and step < args.block_warmup else block_len
+
+    def loss_fn(m, batch, generator, weight=args.loss_weight, complementary=args.complementary, step=None,
+                ramp=args.position_masking):
         idx, prefix_len, seq_len = batch
         if objective == "ar":
             return ar_loss(m, idx, prefix_len, seq_len)
         return diffusion_loss(m, idx, prefix_len, seq_len, noise, tok, generator=generator, weight=weight,
-                              block_len=block_len, complementary=complementary)
+                              block_len=block_len if step is None else block_at(step), complementary=complementary,
+                              ramp=ramp)
 
     # ---- optimizer: decay the 2-D weights (matmuls and the tied embedding/lm_head, as nanoGPT);
     # biases and LayerNorm gains do not decay
@@ -373,8 +389,10 @@ def main(argv=None):
     log(f"data: {kind} {args.data} | " + (f"{len(train_tokens):,} train / {len(val_tokens):,} val tokens"
         if kind == "corpus" else f"task {task['name']}: {len(rows):,} train / {len(val_rows):,} validation rows, "
         f"{cut} train targets cut to target_len") + f" | tokenizer {tok.name}")
-    weighting = f" ({args.loss_weight} weight{', complementary masks' if args.complementary else ''})" \
-        if noise == "mask" else ""
+    options = [args.loss_weight + " weight"] + ["complementary masks"] * args.complementary + \
+        ["position-dependent masking"] * args.position_masking + \
+        [f"blocks of 1, 2, ... over the first {args.block_warmup} steps"] * bool(args.block_warmup)
+    weighting = f" ({', '.join(options)})" if noise == "mask" else ""
     log(f"objective: {objective} | noise: {noise or '-'}{weighting} | block_len: {block_len or '-'} | "
         f"target_len: {target_len or '-'} | validation: {sum(len(b[0]) for b in val_set)} fixed "
         f"{'windows' if kind == 'corpus' else 'rows'}")
@@ -394,7 +412,7 @@ def main(argv=None):
             batch = tuple(t.to(device) for t in val_set[i])
             generator = torch.Generator(device).manual_seed(seed_of(EVAL_SEED, i))  # the fixed noise draw
             with autocast:
-                loss = loss_fn(fwd, batch, generator, weight="elbo", complementary=False)
+                loss = loss_fn(fwd, batch, generator, weight="elbo", complementary=False, ramp=False)
             n = target_mask(batch[1], batch[2], batch[0].size(1)).sum()
             total += torch.stack([loss.float() * n, n.float()])
         if ddp:
@@ -457,7 +475,7 @@ def main(argv=None):
             sync = train_model.no_sync() if ddp and k < accum - 1 else nullcontext()  # all-reduce once
             with sync:
                 with autocast:
-                    loss = loss_fn(train_model, batch, generator)
+                    loss = loss_fn(train_model, batch, generator, step=step)
                 (loss / accum).backward()
             stats += torch.stack([loss.detach().float(), batch[2].sum().float()])
         if ddp:

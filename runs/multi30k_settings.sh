@@ -1,6 +1,6 @@
 # The Multi30k experiment's flags, budgets and stages, shared by runs/multi30k.sh and
 # runs/multi30k_ablations.sh (sourced with the script's arguments, not run); `step` comes from stages.sh.
-SEED=1337; OUT=out/multi30k; SHARED=../shared/data; SCALE=1; QUICK=0; TASK_BLOCK=8
+SEED=1337; OUT=out/multi30k; SHARED=../shared/data; SCALE=1; QUICK=0; TASK_BLOCK=4
 EVAL_LIMIT=0  # test (and validation) sentences scored (0: all)
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -22,6 +22,7 @@ PRETRAIN_STEPS=$(scaled 600); ADAPT_STEPS=$(scaled 200); FINETUNE_STEPS=$(scaled
 PRETRAIN_BATCH=16; FINETUNE_BATCH=32; BLOCK=128; TARGET_LEN=34  # 97% of the French train captions fit
 PRETRAIN_LR=3e-3; ADAPT_LR=1e-3; FINETUNE_LR=3e-3
 TASK_FT_STEPS=$(scaled 800); TASK_FT_LR=1e-3  # AR2Diff-blockK of AR-ft: its steps beyond AR's fine-tune
+TASK_FT_FLAGS=(--complementary)  # each pair with a mask and its complement (Fast-dLLM v2); K, steps, flags: chosen on validation
 PRE_EVAL=$(scaled 100); DIFF_EVAL=$(scaled 25); FT_EVAL=$(scaled 100)  # validation every this many steps
 FT_EVAL_EXAMPLES=256; DATA_FLAGS=()
 if [ "$QUICK" = 1 ]; then
@@ -52,14 +53,15 @@ adapt() {  # adapt NAME STEPS ADAPT-FLAGS...: AR2Diff from the pretrained AR mod
       --out_dir "$OUT/pretrain/$m"
   fi
 }
-finetune_and_eval() {  # finetune_and_eval MODEL [DATA [STEPS LR]]: DATA = distilled trains on $OUT/data/${TASK}_distilled
-  local m=$1 data="$OUT/data/$TASK" row=$1 steps=${3:-$FINETUNE_STEPS} lr=${4:-$FINETUNE_LR}
+finetune_and_eval() {  # finetune_and_eval MODEL [DATA [STEPS LR [TRAIN-FLAGS...]]]: DATA = distilled trains on
+  local m=$1 data="$OUT/data/$TASK" row=$1 steps=${3:-$FINETUNE_STEPS} lr=${4:-$FINETUNE_LR}  # $OUT/data/${TASK}_distilled
+  local extra=("${@:5}")
   if [ "${2:-}" = distilled ]; then data="$OUT/data/${TASK}_distilled"; row="${m}_distilled"; fi
   local FT="$OUT/finetune/$row/$TASK"
   step "finetune_$row" python train.py "${COMMON[@]}" --data "$data" \
     --init_from "$OUT/pretrain/$m/best.pt" --batch_size "$FINETUNE_BATCH" --lr "$lr" \
     --lr_schedule cosine --warmup_steps 0 --max_steps "$steps" --eval_interval "$FT_EVAL" \
-    --eval_examples "$FT_EVAL_EXAMPLES" --target_len "$TARGET_LEN" --patience 3 --out_dir "$FT"
+    --eval_examples "$FT_EVAL_EXAMPLES" --target_len "$TARGET_LEN" --patience 3 --out_dir "$FT" "${extra[@]}"
   # predictions of an earlier run's model would be resumed, not remade (RESUME=1 keeps a finished evaluation)
   [ "${RESUME:-0}" = 1 ] && [ -e "$OUT/logs/eval_$row.done" ] || rm -rf "$FT/eval"
   [ "${RESUME:-0}" = 1 ] && [ -e "$OUT/logs/val_$row.done" ] || rm -rf "$FT/eval_validation"

@@ -239,6 +239,21 @@ def test_complementary_masks_need_mask_noise(root, tmp_path, capsys):
     assert both["best_val"] != plain["best_val"]  # it trained on other inputs, validated the same way
 
 
+def test_block_training_options_need_a_block_model(root, tmp_path, capsys):
+    """--position_masking and --block_warmup are block-diffusion options (named when refused), and a ramped
+    mask is not combined with its complement."""
+    from tests.tiny_data import write_tiny_task
+    task = write_tiny_task(tmp_path / "reverse")
+    for flags, says in (([], "--position_masking needs a block-diffusion model"),
+                        (["--block_len", 2, "--complementary"], "--position_masking with --complementary")):
+        code = run_cli(root, "train.py", *tiny_train_flags(task, tmp_path / "o", "--objective", "diffusion",
+                                                           "--position_masking", *flags))
+        assert code == 2 and message(code, capsys).startswith("train.py: error: " + says)
+    code = run_cli(root, "train.py", *tiny_train_flags(task, tmp_path / "o", "--objective", "ar", "--block_warmup", 4))
+    assert code == 2 and message(code, capsys).startswith("train.py: error: --block_warmup needs a block-diffusion")
+    assert not (tmp_path / "o").exists()
+
+
 def test_distilled_task_of_another_tokenizer(root, tmp_path, capsys):
     """A distilled folder (a task's copy whose targets an AR teacher wrote) fine-tunes only a model
     with the teacher's tokenizer: its targets are the teacher's tokens."""

@@ -119,6 +119,37 @@ def test_complementary_masks_hand_computed(weight):
         diffusion_loss(model, idx, P, L, "uniform", TOK, rate=rate, complementary=True)
 
 
+def test_position_dependent_masking_hand_computed():
+    """ramp (Efficient-DLM's position-dependent masking): the j-th of a block's K target positions is masked
+    with probability 2 r (j + 1) / (K + 1), clipped to [MIN_RATE, 1], r the block's draw: the masks are exactly
+    those of the same draws under that formula, and later positions of a block are masked more."""
+    from diffusion import MIN_RATE, draw_rate
+    seen = []
+
+    class Stub(nn.Module):  # records the block input [clean ; noisy], returns flat logits for the noisy half
+        def forward(self, x, prefix_len, seq_len, mode, block_len):
+            assert mode == "block" and block_len == 4
+            seen.append(x)
+            return torch.zeros(x.shape[0], x.shape[1] // 2, TOK.vocab_size)
+
+    B, T, K = 3000, 11, 4
+    idx = torch.randint(0, 256, (B, T), generator=torch.Generator().manual_seed(0))
+    P, L = torch.full((B,), 3), torch.full((B,), 11)  # targets: positions 3-10, blocks 3-6 and 7-10
+    diffusion_loss(Stub(), idx, P, L, "mask", TOK, generator=torch.Generator().manual_seed(5), weight="flat",
+                   block_len=K, ramp=True)
+    masked = seen[0][:, T:] == TOK.mask_id
+    g = torch.Generator().manual_seed(5)  # the same draws: a rate per block, then one uniform per position
+    r = draw_rate(B * (T // K + 1), "cpu", g).view(B, -1)
+    u = torch.rand(idx.shape, generator=g)
+    offset = (torch.arange(T) - 3).clamp(min=0)
+    p = (r.gather(1, (offset // K).expand(B, T)) * 2 * (offset % K + 1) / (K + 1)).clamp(MIN_RATE, 1)
+    assert torch.equal(masked, (u < p) & (torch.arange(T) >= 3))
+    frac = masked[:, 3:].float().mean(0)  # per position: 2 E[r] (j + 1) / 5 before clipping, E[r] ~ 0.5
+    for blk in (frac[:4], frac[4:]):
+        assert (blk[1:] > blk[:-1] + 0.05).all(), frac
+    assert abs(frac[0].item() - 0.2) < 0.03 and abs(frac.mean().item() - 0.5) < 0.05  # clipping: a little under
+
+
 def test_uniform_loss_hand_computed_and_no_grad_through_argmax():
     tok = TOK
     model = Table(tok.vocab_size, seed=1)

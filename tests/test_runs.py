@@ -104,7 +104,7 @@ def test_multi30k_pipeline_quick(m30k_quick):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res = read_json(out / "results.json")
     assert res["missing"] == []
-    rows = {"AR", "diffusion (distilled)", "AR2Diff-block8 of AR-ft (distilled)"}
+    rows = {"AR", "diffusion (distilled)", "AR2Diff-block4 of AR-ft (distilled)"}
     assert set(res["results"]) == rows and set(res["validation"]) == rows
     for row, m in ((r, per["multi30k"]) for r, per in res["results"].items()):
         assert m["task"] == "multi30k_enfr" and m["metric"] == "bleu" and "tok:13a" in m["signature"], row
@@ -123,16 +123,16 @@ def test_multi30k_pipeline_quick(m30k_quick):
     for split in ("validation", "test"):
         assert (out / "data" / "multi30k_distilled" / f"{split}.jsonl").read_bytes() == \
             (out / "data" / "multi30k" / f"{split}.jsonl").read_bytes()
-    for row in ("diffusion_distilled", "ar2diff_ft_block8_distilled"):
+    for row in ("diffusion_distilled", "ar2diff_ft_block4_distilled"):
         ft = load_checkpoint(out / "finetune" / row / "multi30k" / "best.pt")  # trained on it, scored on the real one
         assert ft["data"] == str(out / "data" / "multi30k_distilled"), row
         ev = read_json(out / "finetune" / row / "multi30k" / "eval" / "metrics.json")
         assert ev["ckpt"].endswith(f"{row}/multi30k/best.pt")
-    # AR2Diff-block8 of AR-ft: the teacher itself, converted (its weights but [MASK]), then fine-tuned
-    converted = load_checkpoint(out / "pretrain" / "ar2diff_ft_block8" / "converted.pt")
+    # AR2Diff-block4 of AR-ft: the teacher itself, converted (its weights but [MASK]), then fine-tuned
+    converted = load_checkpoint(out / "pretrain" / "ar2diff_ft_block4" / "converted.pt")
     teacher = load_checkpoint(out / "finetune" / "ar" / "multi30k" / "best.pt")
     assert converted["converted_from"] == str(out / "finetune" / "ar" / "multi30k" / "best.pt")
-    assert (converted["objective"], converted["block_len"]) == ("diffusion", 8)
+    assert (converted["objective"], converted["block_len"]) == ("diffusion", 4)
     assert torch.equal(converted["model"]["transformer.h.0.attn.c_attn.weight"],
                        teacher["model"]["transformer.h.0.attn.c_attn.weight"])
     # the transfer curves: diffusion from scratch and the block conversion, one curve per pretraining
@@ -141,9 +141,9 @@ def test_multi30k_pipeline_quick(m30k_quick):
     assert set(curves["pretrain"]) >= {"diffusion (distilled)"}
     assert set(curves["finetune"]) == rows
     assert {"pretrain_ar", "pretrain_diffusion", "finetune_ar", "finetune_diffusion_distilled",
-            "finetune_ar2diff_ft_block8_distilled"} <= set(res["training_speed"])
+            "finetune_ar2diff_ft_block4_distilled"} <= set(res["training_speed"])
     report = (out / "report.md").read_text()
-    for needed in ("| AR2Diff-block8 of AR-ft (distilled) |", "## Distillation", "Validation split", "## Transfer curves",
+    for needed in ("| AR2Diff-block4 of AR-ft (distilled) |", "## Distillation", "Validation split", "## Transfer curves",
                    "## Training speed", "sacreBLEU signature", "copy the source", "--quick", "SentencePiece BPE",
                    "ahead of diffusion from scratch on the same"):
         assert needed in report, needed

@@ -82,6 +82,20 @@ def test_resume_is_exact(corpus, tmp_path, extra):
     assert b["args"]["complementary"] == bool(extra)
 
 
+def test_block_warmup_and_position_masking(corpus, tmp_path, monkeypatch):
+    """--block_warmup N trains blocks of 1, 2 (below --block_len 4) in equal stages over the first N steps, then 4;
+    --position_masking ramps the training masks; validation stays at blocks of 4 with the plain masks."""
+    calls, orig = [], train.diffusion_loss
+    monkeypatch.setattr(train, "diffusion_loss",
+                        lambda *a, **k: calls.append((k["block_len"], k["ramp"])) or orig(*a, **k))
+    out = train.main(tiny_flags(corpus, tmp_path / "w", max_steps=8, eval_interval=8, micro_batch_size=8) +
+                     objective_flags("diffusion", "mask") + ["--block_len", "4", "--block_warmup", "6",
+                                                             "--position_masking"])
+    assert [b for b, ramp in calls if ramp] == [1, 1, 1, 2, 2, 2, 4, 4]  # the training steps 0-7
+    assert {c for c in calls if not c[1]} == {(4, False)} and len(out["history"]) == 2  # validation at 0 and 8
+    assert load_checkpoint(tmp_path / "w" / "ckpt.pt")["block_len"] == 4
+
+
 def test_resume_after_kill(corpus, tmp_path):
     """A process killed mid-step (SIGKILL) resumes from its last checkpoint to the same losses."""
     flags = resume_flags(corpus, tmp_path / "killed")
