@@ -353,9 +353,10 @@ def main(argv=None):
 
     args.loss_weight = args.loss_weight or ("elbo" if kind == "corpus" else "flat")  # saved resolved
 
-    def block_at(step):  # --block_warmup: 1, 2, 4, ... below block_len in equal stages, then block_len
-        sizes = [2 ** i for i in range(max(0, (block_len - 1).bit_length()))] if block_len else []
-        return sizes[step * len(sizes) // args.block_warmup] if sizes and step < args.block_warmup else block_len
+    warmup = [2 ** i for i in range((block_len - 1).bit_length())] if args.block_warmup else []  # 1, 2, ... < K
+
+    def block_at(step):  # --block_warmup: the sizes below block_len in equal stages, then block_len
+        return warmup[step * len(warmup) // args.block_warmup] if warmup and step < args.block_warmup else block_len
 
     def loss_fn(m, batch, generator, weight=args.loss_weight, complementary=args.complementary, step=None,
                 ramp=args.position_masking):

@@ -11,8 +11,7 @@
 #    comparison), and AR2Diff-blockK of AR-ft: the fine-tuned AR model itself converted to block
 #    diffusion (blocks of K = 4; Fast-dLLM v2's order: convert the finished AR model), fine-tuned
 #    TASK_FT_STEPS more steps with complementary masks (beyond AR's budget, reported as such). Every
-#    fine-tune keeps the
-#    checkpoint of best validation loss (early stopping)
+#    fine-tune keeps the checkpoint of best validation loss (early stopping)
 # 5. evaluate them on test_2016 and on validation with the paper's decoding (diffusion: 10 steps,
 #    temperature 0.2, 8 candidates reranked; AR greedy): sacreBLEU against the raw references
 # 6. the quality-against-latency front of the rows (runs/pareto.py: each row's decoding settings beside

@@ -40,8 +40,8 @@ def test_front_rows_calls_and_summary(run, capsys):
     out, png = tmp / "pareto.json", tmp / "pareto.png"
     result = pareto.main(["--ar_ckpt", ar, "--models", f"B4={block},full={full}", "--split", "test", "--limit", "4",
                           "--b1_limit", "2", "--repeats", "1", "--batch_size", "3", "--settings", GRID,
-                          "--compile", "off", "--diffusion_compile", "off", "--json", str(out), "--plot", str(png), "--summary", str(summary),
-                          "--seed", "7"])
+                          "--compile", "off", "--diffusion_compile", "off", "--json", str(out), "--plot", str(png),
+                          "--summary", str(summary), "--seed", "7"])
     data = json.loads(out.read_text())
     assert data == json.loads(json.dumps(result))
     rows = {r["name"]: r for r in data["rows"]}
@@ -135,7 +135,8 @@ def test_bad_input_names_the_flag(run, capsys, argv, flag):
     paths = dict(ar=ar, block=block, full=full, none=str(tmp / "none"), summary=str(tmp / "s.json"),
                  uniform=make_ckpt(tmp / "uniform.pt", "diffusion", "uniform", task=dict(name="toy_mt"))[0])
     with pytest.raises(SystemExit) as e:
-        pareto.main(["--ar_ckpt", ar, "--compile", "off", "--diffusion_compile", "off", "--b1_limit", "0", *[a.format(**paths) for a in argv]])
+        pareto.main(["--ar_ckpt", ar, "--compile", "off", "--diffusion_compile", "off", "--b1_limit", "0",
+                     *[a.format(**paths) for a in argv]])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert flag in err and "Traceback" not in err, err
