@@ -176,12 +176,21 @@ def plot(path, lines, xticks=None, **axes):
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for label, x, y, style, names in lines:
         ax.plot(x, y, style, label=label, ms=14 if "*" in style else 6)
-        for xy, name in zip(zip(x, y), names or []):
-            ax.annotate(name, xy, xytext=(4, 4), textcoords="offset points", fontsize=7)
     ax.set(xscale="log", **axes)
     if xticks:
         ax.set_xticks(xticks, [str(v) for v in xticks])
         ax.set_xticks([], minor=True)
+    fig.canvas.draw()  # the final limits: where each point lands on the page
+    placed = []  # the names' boxes in points: each name takes the first offset whose box is free
+    for label, x, y, style, names in lines:
+        for xy, name in zip(zip(x, y), names or []):
+            (px, py), w = ax.transData.transform(xy) * 72 / fig.dpi, 4.2 * len(name)
+            for dx, dy in ((4, 4), (4, -11), (-w - 4, 4), (-w - 4, -11), (4, 14), (4, -21), (-w - 4, 14), (4, 4)):
+                box = (px + dx, py + dy, px + dx + w, py + dy + 8)
+                if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                    break
+            placed.append(box)
+            ax.annotate(name, xy, xytext=(dx, dy), textcoords="offset points", fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=150, bbox_inches="tight"), mode="wb")

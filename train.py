@@ -34,7 +34,6 @@ and checkpoints.
 import argparse
 import math
 import os
-import subprocess
 import time
 import uuid
 from contextlib import nullcontext
@@ -45,11 +44,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from data.common import (FLOAT0, FRACTION, INT, INT0, check_best, check_device, check_out_dir, cli, deferred_signals,
-                         device_flag, is_hf_name, load_checkpoint, read_json, remove_stale_temps, run_identity,
+                         device_flag, git_commit, is_hf_name, load_checkpoint, remove_stale_temps, run_identity,
                          save_checkpoint, sidecar_of, source_id, weights_mismatch)
-from data.loader import (OBJECTIVES, auto_target_len, corpus_batch, data_kind, encode_task, epoch_indices,
-                         load_corpus, load_task_split, seed_of, task_batch, task_meta)
-from data.tokenizer import TOKENIZERS, brief, get_tokenizer
+from data.loader import (OBJECTIVES, auto_target_len, check_teacher_tokenizer, corpus_batch, data_kind, encode_task,
+                         epoch_indices, load_corpus, load_task_split, seed_of, task_batch, task_meta)
+from data.tokenizer import TOKENIZERS, get_tokenizer
 from diffusion import NOISES, WEIGHTS, diffusion_loss
 from model import GPT, PRESETS, GPTConfig, ar_loss, target_mask
 
@@ -141,15 +140,6 @@ def peak_flops(device):
         return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
-
-
-def git_commit():
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
-                             capture_output=True, text=True, timeout=10)
-        return (out.stdout.strip() or None) if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def setup(args):
@@ -258,16 +248,8 @@ def main(argv=None):
         tok.check({"name": args.tokenizer}, what=f"--tokenizer {args.tokenizer}")
     if kind == "corpus":
         tok.check(meta["tokenizer"], what=f"the corpus {args.data}/meta.json (model: {source})")
-    distilled = read_json(os.path.join(args.data, "meta.json")).get("distilled") if kind == "task" and \
-        os.path.exists(os.path.join(args.data, "meta.json")) else None
-    if distilled and args.init_from != "scratch":  # its targets are the teacher's tokens, decoded to text
-        try:
-            tok.check(distilled["teacher_tokenizer"], what=f"the teacher {distilled['teacher']}")
-        except ValueError:
-            raise ValueError(f"--data {args.data} was distilled from the teacher {distilled['teacher']}, whose "
-                             f"tokenizer {brief(distilled['teacher_tokenizer'])} is not the tokenizer "
-                             f"{brief(tok.state())} of --init_from {args.init_from}: fine-tune a model with the "
-                             f"teacher's tokenizer") from None
+    if kind == "task" and args.init_from != "scratch":
+        check_teacher_tokenizer(args.data, tok, args.init_from)
     if config.vocab_size != tok.vocab_size:
         raise ValueError(f"{source}: the model's vocabulary ({config.vocab_size}) does not fit its tokenizer {tok}")
     objective = args.objective or prev.get("objective") or "ar"

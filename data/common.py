@@ -15,6 +15,7 @@ import json
 import os
 import shlex
 import signal
+import subprocess
 import sys
 import tempfile
 import urllib.request
@@ -305,6 +306,16 @@ def download(url, dest, sha256=None):
 SHAPE = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size")  # what makes two models the same model
 RUN_FLAGS = dict(objective="--objective", noise="--noise", block_len="--block_len", data="--data", model="--model",
                  source="--init_from")  # a run folder holds one run: these, the same from start to end
+
+
+def git_commit():
+    """The checkout's commit (recorded in checkpoints), or None outside a git checkout."""
+    try:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        return (out.stdout.strip() or None) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def is_hf_name(init_from):

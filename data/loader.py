@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from data.common import read_json, read_jsonl
+from data.tokenizer import brief
 
 OBJECTIVES = ("ar", "diffusion")
 
@@ -135,6 +136,21 @@ def task_meta(folder):
     meta = read_json(path) if os.path.exists(path) else {}
     return dict(name=meta.get("task", os.path.basename(os.path.normpath(folder))),
                 metric=meta.get("metric"), folder=os.path.normpath(folder))
+
+
+def check_teacher_tokenizer(folder, tok, model):
+    """A distilled task folder's targets are its teacher's tokens decoded to text: a model fine-tuned on
+    them must have the teacher's tokenizer (ValueError naming both otherwise)."""
+    path = os.path.join(folder, "meta.json")
+    distilled = read_json(path).get("distilled") if os.path.exists(path) else None
+    if not distilled:
+        return
+    try:
+        tok.check(distilled["teacher_tokenizer"], what=f"the teacher {distilled['teacher']}")
+    except ValueError:
+        raise ValueError(f"--data {folder} was distilled from the teacher {distilled['teacher']}, whose tokenizer "
+                         f"{brief(distilled['teacher_tokenizer'])} is not the tokenizer {brief(tok.state())} of "
+                         f"--init_from {model}: fine-tune a model with the teacher's tokenizer") from None
 
 
 def auto_target_len(tok, rows, block_size):
