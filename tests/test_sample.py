@@ -206,3 +206,17 @@ def test_train_checkpoint_round_trips(tmp_path, capsys, objective, noise):
     printed = capsys.readouterr().out
     assert len(texts) == 2 and f"# {out / 'ckpt.pt'}: {objective}, step {ckpt['step']}" in printed
     assert f"{ckpt['target_len']} tokens" in printed and "--- output 1" in printed
+
+
+def test_plot_names_do_not_cover_each_other(tmp_path, monkeypatch):
+    """Two named points on the same spot get different label offsets; a lone point keeps the first one."""
+    import matplotlib.axes
+    placed = []
+    annotate = matplotlib.axes.Axes.annotate
+    monkeypatch.setattr(matplotlib.axes.Axes, "annotate",
+                        lambda self, text, xy, **kw: placed.append((text, kw["xytext"])) or annotate(self, text, xy, **kw))
+    sample.plot(tmp_path / "p.png", [("a", [10, 100], [40.0, 5.0], "o-", ["t0.8,T0", "far"]),
+                                      ("b", [10], [40.0], "s--", ["t0.95,T0"])], xlabel="ms", ylabel="BLEU")
+    offsets = dict(placed)
+    assert (tmp_path / "p.png").stat().st_size > 0 and set(offsets) == {"t0.8,T0", "far", "t0.95,T0"}
+    assert offsets["t0.8,T0"] == offsets["far"] == (4, 4) and offsets["t0.95,T0"] != (4, 4)
