@@ -213,8 +213,11 @@ def test_plot_names_do_not_cover_each_other(tmp_path, monkeypatch):
     import matplotlib.axes
     placed = []
     annotate = matplotlib.axes.Axes.annotate
-    monkeypatch.setattr(matplotlib.axes.Axes, "annotate",
-                        lambda self, text, xy, **kw: placed.append((text, kw["xytext"])) or annotate(self, text, xy, **kw))
+
+    def record(self, text, xy, **kw):
+        placed.append((text, kw["xytext"]))
+        return annotate(self, text, xy, **kw)
+    monkeypatch.setattr(matplotlib.axes.Axes, "annotate", record)
     sample.plot(tmp_path / "p.png", [("a", [10, 100], [40.0, 5.0], "o-", ["t0.8,T0", "far"]),
                                       ("b", [10], [40.0], "s--", ["t0.95,T0"])], xlabel="ms", ylabel="BLEU")
     offsets = dict(placed)
