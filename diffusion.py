@@ -328,12 +328,13 @@ MASK_ONLY = ("order", "schedule", "threshold")  # the uniform sampler resamples 
 
 
 def decode(model, trained, prefix, prefix_len, target_len, tok, generators=None, temperature=None, top_k=None,
-           **sampler):
+           reranker=None, **sampler):
     """
     The one decoding entry point (evaluate.py, sample.py): decode a batch as `trained` says, a
     checkpoint dict or any dict with its "objective" (ar | diffusion), "noise" and "block_len".
     AR: KV-cached, greedy unless a temperature is given, [MASK] and spare ids never produced.
-    Diffusion: diffusion_generate, the paper's settings (§4.1) for every `sampler` setting left None.
+    Diffusion: diffusion_generate, the paper's settings (§4.1) for every `sampler` setting left None;
+    `reranker` (an AR model of the same tokenizer) picks among the candidates instead (rerank, one call more).
     A setting that does not apply to the model is an error naming it as the scripts' flag.
     Returns tokens (B, target_len), scores (B,) (None for AR) and calls (B,): the model calls each
     example needs, as if decoded alone (the prefix pass included; the batch's passes are at least
@@ -349,6 +350,9 @@ def decode(model, trained, prefix, prefix_len, target_len, tok, generators=None,
     if wrong:
         what = "an AR" if ar else f"a {trained.get('noise')}-noise diffusion"
         raise ValueError(f"{', '.join('--' + k for k in wrong)} cannot be used with {what} model")
+    if reranker is not None and (ar or (sampler.get("num_samples") or PAPER["num_samples"]) < 2):
+        raise ValueError("a reranker picks among a diffusion model's candidates: it needs a diffusion model and "
+                         "--num_samples of 2 or more")
     if ar:
         tokens = model.generate(prefix, prefix_len, target_len, tok.eos_id, temperature=temperature or 0.0,
                                 top_k=top_k, generators=generators, suppress_from=tok.mask_id)
@@ -358,7 +362,33 @@ def decode(model, trained, prefix, prefix_len, target_len, tok, generators=None,
     tokens, scores, info = diffusion_generate(model, prefix, prefix_len, target_len, tok, noise=trained["noise"],
                                               block_len=trained.get("block_len"), generators=generators,
                                               return_info=True, **kw)
-    return tokens, scores, info["example_calls"]
+    if reranker is None:
+        return tokens, scores, info["example_calls"]
+    scores = rerank(reranker, prefix, prefix_len, info["candidates"], tok)
+    best = scores.argmax(-1)
+    rows = torch.arange(len(best), device=best.device)
+    return info["candidates"][rows, best], scores[rows, best], info["example_calls"] + 1
+
+
+def rerank(ar_model, prefix, prefix_len, candidates, tok):
+    """
+    Noisy parallel decoding's rescoring (Gu et al. 2018): the mean log-probability per token of each
+    candidate (B, S, L) under an AR model (its tokens up to and including its first EOS; [MASK] and spare
+    ids never produced), teacher-forced in one model call over the B*S sequences [prefix ; candidate].
+    Returns (B, S).
+    """
+    B, S, L = candidates.shape
+    flat, device = candidates.flatten(0, 1), candidates.device
+    P, n = prefix_len.repeat_interleave(S), output_lengths(flat, tok.eos_id)
+    idx = F.pad(prefix, (0, L), value=tok.eos_id).repeat_interleave(S, 0)
+    at = P[:, None] + torch.arange(L, device=device)  # (B*S, L): candidate token j sits at P + j
+    idx.scatter_(1, at, flat)
+    h = ar_model(idx, P, P + n, mode="ar", head=False)
+    logits = ar_model.lm_head(h.gather(1, (at - 1)[..., None].expand(-1, -1, h.size(-1)))).float()  # output i reads i + 1
+    logits[..., tok.mask_id:] = float("-inf")
+    logp = logits.log_softmax(-1).gather(-1, flat[..., None])[..., 0]
+    keep = torch.arange(L, device=device)[None] < n[:, None]
+    return (torch.where(keep, logp, 0.0).sum(-1) / n).view(B, S)
 
 
 def output_lengths(tokens, eos_id):

@@ -64,6 +64,8 @@ def get_args(argv=None):
     p.add_argument("--schedule", default=None, choices=SCHEDULES, help="tokens unmasked per step (default linear)")
     p.add_argument("--threshold", type=float, default=None, help="adaptive: also unmask tokens above this probability")
     p.add_argument("--top_k", type=int, default=None, help="AR sampling: keep the k likeliest tokens")
+    p.add_argument("--rerank_ckpt", help="an AR checkpoint (the same tokenizer) that picks among the diffusion "
+                   "candidates: the mean log-probability per token it gives each (noisy parallel decoding)")
     p.add_argument("--num_outputs", type=INT, default=1, help="outputs per example (pass@k needs n >= k)")
     p.add_argument("--k", default="1", help="comma-separated k for pass@k")
     p.add_argument("--timeout", type=POSITIVE, default=5.0, help="seconds per sandboxed program")
@@ -83,7 +85,7 @@ def example_seed(seed, row_id, j):
 
 
 @torch.no_grad()
-def predict(model, ckpt, tok, rows, args, on_batch=None, metric=None):
+def predict(model, ckpt, tok, rows, args, on_batch=None, metric=None, reranker=None):
     """Generated text for every (row, output j); returns {str(id): [text, ...]} in row order. After each
     batch, on_batch(list of (id, j, text), calls (B,), output lengths (B,)) if given: the model calls each
     output needs decoded alone and the tokens it decides (diffusion.output_lengths: EOS included)."""
@@ -105,7 +107,7 @@ def predict(model, ckpt, tok, rows, args, on_batch=None, metric=None):
         gens = make_generators([example_seed(args.seed, rows[i]["id"], j) for i, j in chunk], args.device)
         with autocast:
             tokens, _, calls = decode(model, ckpt, prefix, prefix_len, L, tok, generators=gens, temperature=temperature,
-                                      top_k=args.top_k, **{k: getattr(args, k) for k in SAMPLER})
+                                      top_k=args.top_k, reranker=reranker, **{k: getattr(args, k) for k in SAMPLER})
         texts = [tok.decode(ids) for ids in cut_at_eos(tokens, tok.eos_id)]
         batch = [(str(rows[i]["id"]), j, text) for (i, j), text in zip(chunk, texts)]
         for key, _, text in batch:
@@ -140,9 +142,11 @@ def check_predictions(out_dir, made_by, settings):
     if by.get("task_dir", made_by["task_dir"]) != made_by["task_dir"]:
         raise ValueError(f"--out_dir {out_dir} holds predictions for the task {by['task_dir']}, not --task_dir "
                          f"{made_by['task_dir']}; pass another --out_dir, or delete them")
-    if by["sha256"] != made_by["sha256"]:
-        print(f"{out_dir}: remaking the predictions: {made_by['ckpt']} has changed since they were made (step "
-              f"{by['step']} -> {made_by['step']}, sha256 {by['sha256'][:12]} -> {made_by['sha256'][:12]})")
+    if by["sha256"] != made_by["sha256"] or by.get("rerank_sha256") != made_by.get("rerank_sha256"):
+        what = (f"{made_by['ckpt']} has changed since they were made (step {by['step']} -> {made_by['step']}, sha256 "
+                f"{by['sha256'][:12]} -> {made_by['sha256'][:12]})" if by["sha256"] != made_by["sha256"]
+                else f"the --rerank_ckpt {settings.get('rerank_ckpt')} has changed since they were made")
+        print(f"{out_dir}: remaking the predictions: {what}")
         for stale in (path, os.path.join(out_dir, "metrics.json")):
             if os.path.exists(stale):
                 os.remove(stale)
@@ -150,6 +154,27 @@ def check_predictions(out_dir, made_by, settings):
         diff = {k: (old_settings.get(k), v) for k, v in settings.items() if old_settings.get(k) != v}
         raise ValueError(f"--out_dir {out_dir} holds predictions made with other settings (theirs, these: {diff}); "
                          f"delete them or pass another --out_dir")
+
+
+def load_reranker(args, ckpt, tok):
+    """(the --rerank_ckpt AR model or None, what made_by records of it); ValueError names the flag."""
+    if not args.rerank_ckpt:
+        return None, {}
+    args.rerank_ckpt = os.path.abspath(args.rerank_ckpt)  # settings.json records it: one spelling
+    if ckpt["objective"] != "diffusion":
+        raise ValueError(f"--rerank_ckpt reranks a diffusion model's candidates, but --ckpt {args.ckpt} is "
+                         f"{ckpt['objective']}")
+    sha256, other = sha256_of(args.rerank_ckpt), load_checkpoint(args.rerank_ckpt, args.device)
+    if other.get("objective") != "ar":
+        raise ValueError(f"--rerank_ckpt {args.rerank_ckpt}: must be an AR checkpoint, got {other.get('objective')!r}")
+    if other.get("tokenizer") != ckpt.get("tokenizer"):
+        raise ValueError(f"--rerank_ckpt {args.rerank_ckpt} has tokenizer {other.get('tokenizer')}, --ckpt "
+                         f"{args.ckpt} has {ckpt.get('tokenizer')}: they must be the same")
+    try:
+        model = model_from_checkpoint(other, args.device).eval()
+    except RuntimeError as e:
+        raise weights_mismatch(args.rerank_ckpt, e) from None
+    return model, dict(rerank_sha256=sha256, rerank_step=other.get("step"))
 
 
 def run_model(args, task_dir, meta, rows):
@@ -168,6 +193,7 @@ def run_model(args, task_dir, meta, rows):
         raise weights_mismatch(args.ckpt, e) from None
     except TypeError as e:
         raise ValueError(f"{args.ckpt}: its config is not a model config ({e})") from None
+    reranker, rerank_by = load_reranker(args, ckpt, tok)
     compiled = torch.device(args.device).type == "cuda" if args.compile is None else args.compile
     if compiled:
         compile_for_decoding(model)
@@ -176,9 +202,9 @@ def run_model(args, task_dir, meta, rows):
     path = os.path.join(out_dir, "predictions.jsonl")
     settings = {k: getattr(args, k) for k in ("split", "limit", "target_len", "num_steps", "temperature",
                                                "num_samples", "order", "schedule", "threshold", "top_k",
-                                               "num_outputs", "seed")}
+                                               "num_outputs", "seed", "rerank_ckpt")}
     made_by = dict(ckpt=os.path.abspath(args.ckpt), sha256=sha256, step=ckpt.get("step"),
-                   run_id=ckpt.get("run_id"), task_dir=os.path.abspath(task_dir))
+                   run_id=ckpt.get("run_id"), task_dir=os.path.abspath(task_dir), **rerank_by)
     check_predictions(out_dir, made_by, settings)
     write_json(os.path.join(out_dir, "settings.json"), dict(settings=settings, made_by=made_by))
     done, cost = {}, {}  # cost: (model calls, output tokens) of each (id, j)
@@ -212,7 +238,7 @@ def run_model(args, task_dir, meta, rows):
     t0 = time.time()
     from tqdm import tqdm
     for s in tqdm(range(0, len(todo), args.batch_size), desc="decoding", disable=not todo):
-        predict(model, ckpt, tok, todo[s: s + args.batch_size], args, on_batch, meta["metric"])
+        predict(model, ckpt, tok, todo[s: s + args.batch_size], args, on_batch, meta["metric"], reranker=reranker)
     elapsed = time.time() - t0
     outputs = {str(r["id"]): [done[str(r["id"])][j] for j in range(args.num_outputs)] for r in rows}
     metrics = score(meta["metric"], rows, to_metric_format(meta["metric"], outputs),

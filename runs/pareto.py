@@ -11,7 +11,8 @@ batch 50, and model calls per sentence and per output token, with KV-cached AR g
 --settings: ';'-separated settings, each `[block:|full:]key=value,...` (or `paper`: decode's defaults, the paper's
 §4.1); a `block:` one applies to block models only, `full:` to full-diffusion models only, one without a kind to
 both. Keys: num_steps, num_samples, temperature, threshold, order, schedule; the rest are the paper's, except that a
-threshold setting caps its steps at the block length and keeps one candidate unless told otherwise.
+threshold setting caps its steps at the block length and keeps one candidate unless told otherwise. rerank=ar: the
+--ar_ckpt model picks among the candidates (diffusion.rerank: noisy parallel decoding; one model call more).
 AR: greedy with the KV cache. A row is timed eager and torch.compile'd (model.compile_for_decoding: static cache
 shapes) and keeps the faster per batch size (the same tokens, tests/test_compile.py): AR by --compile, the diffusion
 rows by --diffusion_compile (off: eager only, which can only make diffusion look slower, never faster). Batch 1: the first --b1_limit sentences, each decoded alone by every setting in turn
@@ -42,9 +43,10 @@ from sample import DEVICE, DTYPES, load, plot  # noqa: E402
 
 GRID = ";".join([*(f"block:threshold={x},temperature=0" for x in (0.5, 0.7, 0.9)), "block:paper",
                  *(f"full:num_steps={s}" for s in (1, 10))])
-KEYS = dict(num_steps=int, num_samples=int, temperature=float, threshold=float, order=str, schedule=str)
+KEYS = dict(num_steps=int, num_samples=int, temperature=float, threshold=float, order=str, schedule=str, rerank=str)
 VALID = dict(num_steps=lambda v: v >= 1, num_samples=lambda v: v >= 1, temperature=lambda v: v >= 0,
-             threshold=lambda v: 0 < v <= 1, order=lambda v: v in ORDERS, schedule=lambda v: v in SCHEDULES)
+             threshold=lambda v: 0 < v <= 1, order=lambda v: v in ORDERS, schedule=lambda v: v in SCHEDULES,
+             rerank=lambda v: v == "ar")
 
 
 def parse_grid(text):
@@ -71,11 +73,14 @@ def parse_grid(text):
     return out
 
 
-def resolve(kw, ckpt):
+def resolve(kw, ckpt, ar_model):
     """(decode's settings, every setting filled in: what the row records) of a grid entry on a checkpoint."""
     cap = dict(num_steps=ckpt.get("block_len") or PAPER["num_steps"], num_samples=1) if kw.get("threshold") else {}
     given = {**cap, **kw}
-    return given, {k: v for k, v in {**PAPER, **given}.items() if ckpt["noise"] == "mask" or k not in MASK_ONLY}
+    record = {k: v for k, v in {**PAPER, **given}.items() if ckpt["noise"] == "mask" or k not in MASK_ONLY}
+    if given.pop("rerank", None):
+        given["reranker"] = ar_model
+    return given, record
 
 
 def decode_split(model, ckpt, tok, rows, setting, batch_size, device, seed=0):
@@ -175,7 +180,8 @@ def main(argv=None):
     entries, paths = [], dict(AR=args.ar_ckpt, **{n: path for n, _, path in named})
     for name, (m, tok, c) in models.items():
         kind = "block" if c.get("block_len") else "full"
-        entries += [(f"{name} {text}", name, (m, tok, c), *resolve(kw, c)) for k, text, kw in grid if k in (None, kind)]
+        entries += [(f"{name} {text}", name, (m, tok, c), *resolve(kw, c, ar[0])) for k, text, kw in grid
+                    if k in (None, kind)]
     if not entries:
         p.error(f"--settings: no setting applies to the --models (block models take block: and kind-less ones, "
                 f"full-diffusion models full: and kind-less ones)")
@@ -307,7 +313,8 @@ def draw(path, rows, result):
 
 def short(text):
     """A grid entry as a point's label: threshold=0.9,temperature=0 -> t0.9,T0."""
-    for long, brief in (("threshold=", "t"), ("temperature=", "T"), ("num_steps=", "S"), ("num_samples=", "n")):
+    for long, brief in (("threshold=", "t"), ("temperature=", "T"), ("num_steps=", "S"), ("num_samples=", "n"),
+                        ("rerank=ar", "AR rerank")):
         text = text.replace(long, brief)
     return text
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from data.tokenizer import get_tokenizer
-from diffusion import (commit_schedule, corrupt, cut_at_eos, diffusion_generate, diffusion_loss)
+from diffusion import (commit_schedule, corrupt, cut_at_eos, decode, diffusion_generate, diffusion_loss, rerank)
 from model import GPT, GPTConfig, make_generators, target_mask
 
 TOK = get_tokenizer("byte")
@@ -246,6 +246,41 @@ def test_sampler_seed_and_rerank():
         assert (tokens == info["candidates"][torch.arange(2), best]).all()
         assert (scores == info["candidate_scores"].max(-1).values).all()
         assert len(set(info["candidate_scores"][0].tolist())) > 1  # candidates really differ
+
+
+def test_rerank_by_an_ar_model():
+    """Each candidate's mean log-probability per token (EOS included, nothing after it) under the AR model, from
+    one batched call, equals scoring it alone; decode keeps the best one and counts the call."""
+    prefix, P = prefix_batch()
+    model, ar = small_model(), small_model(seed=3)
+    cand = torch.randint(0, 256, (2, 3, 6), generator=torch.Generator().manual_seed(1))
+    cand[0, 1, 2], cand[1, 2, 0] = TOK.eos_id, TOK.eos_id  # an early EOS: the slots after it hold EOS
+    cand[0, 1, 3:], cand[1, 2, 1:] = TOK.eos_id, TOK.eos_id
+    with torch.no_grad():
+        got = rerank(ar, prefix, P, cand, TOK)
+    for b in range(2):
+        for s in range(3):
+            ids = cand[b, s].tolist()
+            ids = ids[: ids.index(TOK.eos_id) + 1] if TOK.eos_id in ids else ids
+            seq = torch.tensor([prefix[b, : P[b]].tolist() + ids])
+            with torch.no_grad():  # alone: the prefix LM over [prefix ; candidate], output i reads token i + 1
+                logits = ar(seq, P[b: b + 1], mode="ar").float()[0, int(P[b]) - 1: -1]
+            logits[:, TOK.mask_id:] = float("-inf")
+            want = logits.log_softmax(-1).gather(-1, torch.tensor(ids)[:, None]).mean()
+            assert torch.allclose(got[b, s], want, atol=1e-5), (b, s)
+    trained = dict(objective="diffusion", noise="mask", block_len=None)
+    gens = lambda: make_generators([5, 6], "cpu")  # noqa: E731
+    kw = dict(num_steps=4, temperature=1.0, num_samples=3)
+    plain, _, calls = decode(model, trained, prefix, P, 6, TOK, generators=gens(), **kw)
+    tokens, scores, rr_calls = decode(model, trained, prefix, P, 6, TOK, generators=gens(), reranker=ar, **kw)
+    _, _, info = diffusion_generate(model, prefix, P, 6, TOK, generators=gens(), return_info=True, **kw)
+    want = rerank(ar, prefix, P, info["candidates"], TOK)
+    assert (tokens == info["candidates"][torch.arange(2), want.argmax(-1)]).all()
+    assert torch.equal(scores, want.max(-1).values) and torch.equal(rr_calls, calls + 1)
+    with pytest.raises(ValueError, match="--num_samples of 2 or more"):
+        decode(model, trained, prefix, P, 6, TOK, reranker=ar, num_samples=1)
+    with pytest.raises(ValueError, match="needs a diffusion model"):
+        decode(ar, dict(objective="ar"), prefix, P, 6, TOK, reranker=ar)
 
 
 def test_sampler_reads_token_i_from_output_i_minus_1():

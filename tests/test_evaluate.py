@@ -88,8 +88,8 @@ def test_interrupted_run_continues(tmp_path, monkeypatch):
     (out / "predictions.jsonl").write_text(lines[0] + "\n" + lines[1][:9])  # killed mid-write
     decoded = []
     real = evaluate.predict
-    monkeypatch.setattr(evaluate, "predict", lambda m, c, t, rows, a, cb, metric=None:
-                        decoded.extend(rows) or real(m, c, t, rows, a, cb, metric))
+    monkeypatch.setattr(evaluate, "predict", lambda m, c, t, rows, a, cb, metric=None, **kw:
+                        decoded.extend(rows) or real(m, c, t, rows, a, cb, metric, **kw))
     again = evaluate.main(args + ["--out_dir", str(out)])
     assert len(decoded) == 4  # only the examples without a complete line
     assert sorted(read_preds(out), key=lambda p: p["id"]) == sorted(reference, key=lambda p: p["id"])
@@ -187,3 +187,34 @@ def test_predictions_of_another_checkpoint_are_refused(tmp_path):
     with pytest.raises(ValueError, match="do not record the checkpoint that made them"):
         evaluate.main(["--ckpt", str(a), "--task_dir", str(task), "--out_dir", str(out), "--limit", "4"])
     assert (out / "predictions.jsonl").read_bytes() == kept["predictions.jsonl"]
+
+
+def test_rerank_ckpt_is_checked_and_recorded(tmp_path, capsys):
+    """--rerank_ckpt: an AR checkpoint of the same tokenizer, for a diffusion --ckpt; its file is part of what made
+    the predictions (another version of it remakes them)."""
+    task, _ = make_task(tmp_path, metric="bleu")
+    diff, ar = make_ckpt(tmp_path / "d.pt", "diffusion", "mask"), make_ckpt(tmp_path / "ar.pt", "ar")
+    out = tmp_path / "eval"
+    base = ["--task_dir", str(task), "--limit", "3", "--num_samples", "2"]
+    for ckpt, rr, says in ((ar, ar, "but --ckpt"), (diff, diff, "must be an AR checkpoint")):
+        with pytest.raises(ValueError, match=says) as e:
+            evaluate.main(["--ckpt", str(ckpt), "--rerank_ckpt", str(rr), *base])
+        assert "--rerank_ckpt" in str(e.value)
+    other = tmp_path / "ar_words.pt"
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=TOK.vocab_size, block_size=96, n_layer=2, n_head=2, n_embd=32))
+    save_checkpoint(other, dict(model=model.state_dict(), config=asdict(model.config),
+                                tokenizer=dict(TOK.state(), name="other"), objective="ar", target_len=12, step=1))
+    with pytest.raises(ValueError, match="they must be the same"):
+        evaluate.main(["--ckpt", str(diff), "--rerank_ckpt", str(other), *base])
+    first = evaluate.main(["--ckpt", str(diff), "--rerank_ckpt", str(ar), "--out_dir", str(out), *base])
+    assert first["settings"]["rerank_ckpt"] == str(ar) and first["made_by"]["rerank_step"] == 7
+    assert first["calls_per_output"] == 1 + 10 + 1  # the prefix pass, the paper's 10 steps, the reranking call
+    torch.manual_seed(5)  # another AR model at the same path: the predictions are remade
+    model = GPT(GPTConfig(vocab_size=TOK.vocab_size, block_size=96, n_layer=2, n_head=2, n_embd=32))
+    save_checkpoint(ar, dict(model=model.state_dict(), config=asdict(model.config), tokenizer=TOK.state(),
+                             objective="ar", target_len=12, step=8))
+    capsys.readouterr()
+    again = evaluate.main(["--ckpt", str(diff), "--rerank_ckpt", str(ar), "--out_dir", str(out), *base])
+    assert f"the --rerank_ckpt {ar} has changed since they were made" in capsys.readouterr().out
+    assert again["made_by"]["rerank_step"] == 8 and again["made_by"]["rerank_sha256"] != first["made_by"]["rerank_sha256"]

@@ -87,6 +87,22 @@ def test_front_rows_calls_and_summary(run, capsys):
     assert "calls/tok" in capsys.readouterr().out
 
 
+def test_rerank_by_the_ar_model(run, tmp_path):
+    """rerank=ar: the --ar_ckpt model picks among the candidates, as evaluate.py --rerank_ckpt does; one call more."""
+    _, task, ar, block, _ = run
+    rr = "num_samples=3,temperature=1,rerank=ar"
+    result = pareto.main(["--ar_ckpt", ar, "--models", f"B4={block}", "--limit", "4", "--b1_limit", "1", "--repeats",
+                          "1", "--compile", "off", "--diffusion_compile", "off", "--settings",
+                          f"block:num_samples=3,temperature=1;block:{rr}"])
+    rows = {r["name"]: r for r in result["rows"]}
+    assert rows[f"B4 {rr}"]["setting"]["rerank"] == "ar" and "rerank" not in rows["B4 num_samples=3,temperature=1"]
+    assert rows[f"B4 {rr}"]["calls_per_sentence"] == rows["B4 num_samples=3,temperature=1"]["calls_per_sentence"] + 1
+    metrics = evaluate.main(["--ckpt", block, "--task_dir", str(task), "--limit", "4", "--out_dir", str(tmp_path / "e"),
+                             "--num_samples", "3", "--temperature", "1", "--rerank_ckpt", ar])
+    assert (rows[f"B4 {rr}"]["bleu"], rows[f"B4 {rr}"]["length_ratio"]) == (metrics["bleu"], metrics["length_ratio"])
+    assert metrics["settings"]["rerank_ckpt"] == ar and len(metrics["made_by"]["rerank_sha256"]) == 64
+
+
 def test_each_row_takes_the_faster_of_eager_and_compiled():
     results = {"AR": dict(name="AR", setting=dict(compiled=False), ms_b1=2.0, ms_b50=1.0, bleu=5.0),
                "AR (compiled)": dict(name="AR (compiled)", setting=dict(compiled=True), ms_b1=1.0, ms_b50=3.0,
@@ -112,7 +128,8 @@ def test_grid():
     assert [kw for k, _, kw in grid if k == "full"] == [dict(num_steps=s) for s in (1, 10)]
     assert pareto.parse_grid("order=random,schedule=cosine") == [(None, "order=random,schedule=cosine",
                                                                   dict(order="random", schedule="cosine"))]
-    for bad in ("steps=3", "block:num_steps=0", "half:paper", "threshold=1.5", "order=best", "num_steps=two", ";"):
+    for bad in ("steps=3", "block:num_steps=0", "half:paper", "threshold=1.5", "order=best", "num_steps=two", ";",
+                "rerank=best"):
         with pytest.raises(ValueError):
             pareto.parse_grid(bad)
 
@@ -126,6 +143,7 @@ def test_grid():
     (["--models", "u={uniform}", "--settings", "threshold=0.5"], "--settings"),
     (["--models", "a={block}", "--settings", "block:steps=2"], "--settings"),
     (["--models", "a={block}", "--settings", "full:num_steps=2"], "--settings"),
+    (["--models", "a={block}", "--settings", "block:threshold=0.5,rerank=ar"], "--settings"),  # one candidate
     (["--models", "a={block}", "--summary", "{summary}"], "--seed"),
     (["--models", "a={block}", "--split", "dev"], "--split"),
     (["--models", "a={block}", "--data", "{none}"], "--data"),
