@@ -158,3 +158,14 @@ def test_bad_input_names_the_flag(run, capsys, argv, flag):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert flag in err and "Traceback" not in err, err
+
+
+def test_the_multi30k_recipe_grid_parses():
+    """The full run's front settings (runs/multi30k.sh) are a valid grid: a typo there would only show after an hour."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "runs" / "multi30k.sh").read_text().replace("\\\n", "")
+    full = re.search(r'^B1_LIMIT=50; PARETO_FLAGS=\(.*--settings "([^"]+)"\)', text, re.M)
+    grid = pareto.parse_grid(full.group(1))
+    assert (None, "num_samples=16,temperature=0.5,rerank=ar", dict(num_samples=16, temperature=0.5, rerank="ar")) in grid
+    assert {k for k, _, _ in grid} == {"block", "full", None}
