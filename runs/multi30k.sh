@@ -22,6 +22,7 @@
 # everything to a plumbing check (CI runs it as a test): the numbers then mean nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source runs/setup.sh  # installs what is missing (into .venv, or the active environment), once
 
 source runs/multi30k_settings.sh "$@"  # the flags, budgets and stages both Multi30k recipes share
 # the front: batch-1 latencies on the first 50 test sentences; AR eager and compiled (the faster kept), diffusion

@@ -12,6 +12,7 @@
 # run in DIR (same seed, same flags), run here otherwise. --quick shrinks every budget (a test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source runs/setup.sh  # installs what is missing (into .venv, or the active environment), once
 
 source runs/multi30k_settings.sh "$@"
 BLOCK_LEN=4

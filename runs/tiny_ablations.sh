@@ -13,6 +13,7 @@
 # --quick shrinks every budget (a test runs it after tiny.sh --quick); the numbers then mean nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source runs/setup.sh  # installs what is missing (into .venv, or the active environment), once
 
 SEED=1337
 OUT=out/tiny
