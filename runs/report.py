@@ -70,8 +70,8 @@ def main():
             continue  # a distilled row shares its pretraining with the row on the real references
         side = load(os.path.join(args.out, "pretrain", pretrain_folder(folder), "best.json"))
         if side:
-            pretrain[row] = dict(step=side.get("step"), val_loss=side.get("val_loss"),
-                                 objective=side.get("objective"), noise=side.get("noise"))
+            pretrain[row] = dict(step=side.get("step"), val_loss=side.get("val_loss"), objective=side.get("objective"),
+                                 noise=side.get("noise"), complementary=bool(side.get("args", {}).get("complementary")))
     metas = {t: load(os.path.join(data, t, "meta.json")) or {} for t in tasks}
     speed = load(os.path.join(args.out, "speed.json"))
     speed_compiled = load(os.path.join(args.out, "speed_compiled.json"))  # the same, both sides compiled
@@ -138,7 +138,8 @@ def main():
         lines += ["", "## Pretraining", "", "| model | objective | steps | val loss (nats/token) |",
                   "|---|---|---|---|"]
         for row, s in pretrain.items():
-            obj = s["objective"] + (f"/{s['noise']}" if s.get("noise") else "")
+            obj = s["objective"] + (f"/{s['noise']}" if s.get("noise") else "") + (
+                ", complementary masks (each step passes its sequences twice)" if s.get("complementary") else "")
             lines.append(f"| {row} | {obj} | {s['step']} | {s['val_loss']:.3f} |")
         lines += ["", "AR and diffusion validation losses are different quantities (next-token NLL vs the "
                   "diffusion loss, an upper bound on NLL): compare within a row type only."]
@@ -222,8 +223,11 @@ def training_speed(out):
 
 
 def history(path):
-    side = load(path)
-    return [(h["step"], h["val_loss"]) for h in (side or {}).get("history", [])]
+    """(step, validation loss) pairs of a run; a step with complementary masks counts as two (it passes each
+    sequence twice), so that curves compare at equal compute."""
+    side = load(path) or {}
+    passes = 2 if side.get("args", {}).get("complementary") else 1
+    return [(h["step"] * passes, h["val_loss"]) for h in side.get("history", [])]
 
 
 def first_reach(curve, target):
@@ -284,7 +288,8 @@ def plot_curves(out, curves):
                 " (from scratch)" if scratch else " (from the AR model)"))
         else:
             ax.plot(*zip(*c), "k*", ms=10, label=f"{row} (the converted AR model)")
-    ax.set(xlabel="diffusion pretraining steps", ylabel="validation loss (diffusion ELBO, nats/token)",
+    ax.set(xlabel="diffusion pretraining steps (a complementary-mask step counts as 2)",
+           ylabel="validation loss (diffusion ELBO, nats/token)",
            title="Transfer: diffusion from scratch vs from the AR model")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
@@ -306,7 +311,8 @@ def plot_curves(out, curves):
 def curves_text(curves):
     out = ["Validation loss of diffusion pretraining (the diffusion ELBO, nats per target token, on the same fixed "
            "held-out windows and noise draw): from scratch against AR2Diff_N (`transfer.png`); fine-tuning "
-           "validation curves in `finetune.png`.", ""]
+           "validation curves in `finetune.png`. Steps compare at equal compute: a step with complementary masks "
+           "counts as two.", ""]
     for row, s in curves["saved"].items():
         reach = s["scratch_steps_to_reach"]
         at_n = f"{s['scratch_at_n']:.3f}" if s["scratch_at_n"] is not None else "not measured"

@@ -51,15 +51,15 @@ pretrain_ar_and_adapt() {
     "${PRE[@]}" --lr "$ADAPT_LR" --warmup_steps 20 --lr_schedule constant --out_dir "$OUT/pretrain/ar2diff_$ADAPT_STEPS"
 }
 pretrain_diffusion_and_code() {  # the shorter pretraining lane goes on with its first fine-tune
-  step pretrain_diffusion python train.py "${PRE[@]}" --objective diffusion --noise mask \
-    --max_steps "$PRETRAIN_STEPS" --out_dir "$OUT/pretrain/diffusion"
+  step pretrain_diffusion python train.py "${PRE[@]}" --objective diffusion --noise mask "${DIFF_PRETRAIN[@]}" \
+    --out_dir "$OUT/pretrain/diffusion"
   finetune_and_eval diffusion code
 }
 lane pretrain_ar_and_adapt; AR_LANE=$LANE_PID
 lane pretrain_diffusion_and_code
 wait_lane "$AR_LANE"  # the other fine-tunes start from the AR lane's checkpoints
 
-for task in code translation qa; do  # longest first, so the two lanes end together
+for task in qa code translation; do  # longest first, so the two lanes end together
   for m in "${MODELS[@]}"; do
     [ "$m/$task" = diffusion/code ] || lane finetune_and_eval "$m" "$task"
   done
@@ -73,7 +73,8 @@ step speed python sample.py --compare --ckpt "$OUT/finetune/diffusion/translatio
 SECONDS_TOTAL=$(($(date +%s) - START))
 ROWS="AR=ar,diffusion=diffusion,AR2Diff_0=ar2diff_0,AR2Diff_$ADAPT_STEPS=ar2diff_$ADAPT_STEPS"
 SETTINGS="seed $SEED; tiny model (4 layers, 128 wide, block 256, the world's words as tokens); pretraining \
-$PRETRAIN_STEPS steps x $PRETRAIN_BATCH sequences of 256 tokens, lr $PRETRAIN_LR cosine (AR and diffusion alike); \
+$PRETRAIN_STEPS steps x $PRETRAIN_BATCH sequences of 256 tokens, lr $PRETRAIN_LR cosine (AR; diffusion from scratch: \
+$((PRETRAIN_STEPS / 2)) steps, each sequence with complementary masks, the same compute); \
 AR2Diff_$ADAPT_STEPS: $ADAPT_STEPS more diffusion steps from the AR model at constant lr $ADAPT_LR; fine-tuning (translation/qa/code) \
 ${FINETUNE_STEPS[translation]}/${FINETUNE_STEPS[qa]}/${FINETUNE_STEPS[code]} steps x $FINETUNE_BATCH examples, lr ${FINETUNE_LR[translation]}/${FINETUNE_LR[qa]}/${FINETUNE_LR[code]} cosine, diffusion loss flat-weighted (pretraining: ELBO), best validation checkpoint; evaluation on the first \
 ${EVAL_LIMIT[translation]}/${EVAL_LIMIT[qa]}/${EVAL_LIMIT[code]} test examples; code pass@k with $CODE_SAMPLES samples per problem. Command: bash runs/tiny.sh --seed $SEED --out $OUT$([ "$QUICK" = 1 ] && echo ' --quick' || true)$([ "$COMPILE" = 1 ] && echo ' --compile' || true)"

@@ -40,6 +40,11 @@ def test_tiny_pipeline_quick(tiny_quick):
     assert objectives == {"AR": ("ar", None), "diffusion": ("diffusion", "mask"),
                           "AR2Diff_0": ("diffusion", "mask"), "AR2Diff_2": ("diffusion", "mask")}
     assert res["pretrain"]["AR2Diff_2"]["step"] == 2 and res["pretrain"]["AR2Diff_0"]["step"] == 0
+    # diffusion from scratch: the AR model's compute, as half the steps with complementary masks
+    ar, scratch = (read_json(out / "pretrain" / m / "ckpt.json") for m in ("ar", "diffusion"))
+    assert (ar["step"], scratch["step"]) == (6, 3)
+    assert scratch["args"]["complementary"] and not ar["args"]["complementary"]
+    assert res["pretrain"]["diffusion"]["complementary"] and "complementary masks" in (out / "report.md").read_text()
     # every fine-tuned model was trained by the objective of its row and evaluated on its own task
     for row, per in res["results"].items():
         for task, m in per.items():
