@@ -10,6 +10,7 @@
 #    (paper: constant lr 1e-3; GPT-2 scale prefers lower: 1e-4 here), then evaluate
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source runs/setup.sh  # installs what is missing (into .venv, or the active environment), once
 
 GPUS=8
 OUT=out/gpt2_ar2diff

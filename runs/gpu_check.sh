@@ -16,6 +16,7 @@
 #                about a minute); its figures say nothing about a GPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source runs/setup.sh  # installs what is missing (into .venv, or the active environment), once
 
 OUT=out/gpu_check
 SHARED=../shared/data

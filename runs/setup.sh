@@ -1,4 +1,4 @@
-# Sets up what the project needs, then puts its python first on PATH (sourced by runs/tiny.sh and
+# Sets up what the project needs, then puts its python first on PATH (sourced by the recipes in runs/ and
 # runs/test.sh, not run). Costs one import check when everything is present.
 # Which environment: the active one (a virtualenv or conda env) if there is one; else .venv in the
 # checkout if it exists; else the python on PATH if it already has every requirement; else a new .venv.

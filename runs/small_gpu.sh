@@ -15,6 +15,7 @@
 # --resume       skip the stages that finished in an earlier run into --out, the wall time summed
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source runs/setup.sh  # installs what is missing (into .venv, or the active environment), once
 
 SEED=1337
 OUT=out/small_gpu
