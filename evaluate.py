@@ -156,7 +156,18 @@ def check_predictions(out_dir, made_by, settings):
                          f"delete them or pass another --out_dir")
 
 
-def load_reranker(args, ckpt, tok):
+def load_model(path, device):
+    """(checkpoint, model in eval mode) of path; weights or a config that do not fit are a ValueError naming it."""
+    ckpt = load_checkpoint(path, device)
+    try:
+        return ckpt, model_from_checkpoint(ckpt, device).eval()
+    except RuntimeError as e:
+        raise weights_mismatch(path, e) from None
+    except TypeError as e:
+        raise ValueError(f"{path}: its config is not a model config ({e})") from None
+
+
+def load_reranker(args, ckpt):
     """(the --rerank_ckpt AR model or None, what made_by records of it); ValueError names the flag."""
     if not args.rerank_ckpt:
         return None, {}
@@ -164,16 +175,13 @@ def load_reranker(args, ckpt, tok):
     if ckpt["objective"] != "diffusion":
         raise ValueError(f"--rerank_ckpt reranks a diffusion model's candidates, but --ckpt {args.ckpt} is "
                          f"{ckpt['objective']}")
-    sha256, other = sha256_of(args.rerank_ckpt), load_checkpoint(args.rerank_ckpt, args.device)
+    sha256 = sha256_of(args.rerank_ckpt)
+    other, model = load_model(args.rerank_ckpt, args.device)
     if other.get("objective") != "ar":
         raise ValueError(f"--rerank_ckpt {args.rerank_ckpt}: must be an AR checkpoint, got {other.get('objective')!r}")
     if other.get("tokenizer") != ckpt.get("tokenizer"):
         raise ValueError(f"--rerank_ckpt {args.rerank_ckpt} has tokenizer {other.get('tokenizer')}, --ckpt "
                          f"{args.ckpt} has {ckpt.get('tokenizer')}: they must be the same")
-    try:
-        model = model_from_checkpoint(other, args.device).eval()
-    except RuntimeError as e:
-        raise weights_mismatch(args.rerank_ckpt, e) from None
     return model, dict(rerank_sha256=sha256, rerank_step=other.get("step"))
 
 
@@ -185,15 +193,9 @@ def run_model(args, task_dir, meta, rows):
     if not os.path.isfile(args.ckpt):
         load_checkpoint(args.ckpt)  # its message: no such file, or a folder
     sha256 = sha256_of(args.ckpt)  # before the load: a file rewritten in between only makes the next run remake
-    ckpt = load_checkpoint(args.ckpt, args.device)
+    ckpt, model = load_model(args.ckpt, args.device)
     tok = get_tokenizer(ckpt["tokenizer"])
-    try:
-        model = model_from_checkpoint(ckpt, args.device).eval()
-    except RuntimeError as e:
-        raise weights_mismatch(args.ckpt, e) from None
-    except TypeError as e:
-        raise ValueError(f"{args.ckpt}: its config is not a model config ({e})") from None
-    reranker, rerank_by = load_reranker(args, ckpt, tok)
+    reranker, rerank_by = load_reranker(args, ckpt)
     compiled = torch.device(args.device).type == "cuda" if args.compile is None else args.compile
     if compiled:
         compile_for_decoding(model)
