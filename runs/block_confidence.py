@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import torch  # noqa: E402
 
-from data.common import INT, write_json  # noqa: E402
+from data.common import INT, sha256_of, write_json  # noqa: E402
 from data.loader import encode_task, pad_batch  # noqa: E402
 from data.tasks import load_split  # noqa: E402
 from diffusion import diffusion_generate, output_lengths  # noqa: E402
@@ -95,7 +95,9 @@ def main(argv=None):
         print(f"{s['position']:>8}{s['tokens']:>8}{s['accuracy']:>10.3f}{s['top_probability']:>8.3f}{s['sure']:>9.3f}"
               f"{s['sure_accuracy']:>12.3f}")
     if args.json:
-        write_json(args.json, dict(ckpt=args.ckpt, ref_ckpt=args.ref_ckpt, split=args.split, examples=len(rows),
+        made_by = dict(ckpt=os.path.abspath(args.ckpt), sha256=sha256_of(args.ckpt), step=ckpt.get("step"),
+                       ref_ckpt=args.ref_ckpt and os.path.abspath(args.ref_ckpt), data=os.path.abspath(data))
+        write_json(args.json, dict(made_by=made_by, split=args.split, limit=args.limit, examples=len(rows),
                                    block_len=K, sure=args.sure, positions=stats))
     return stats
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from data.common import write_json, write_jsonl
+from data.common import read_json, sha256_of, write_json, write_jsonl
 from runs import block_confidence
 from tests.test_sample import TOK, make_ckpt
 
@@ -18,6 +18,9 @@ def test_first_call_table(tmp_path):
     task = make_task(tmp_path / "toy")
     random, _ = make_ckpt(tmp_path / "block.pt", "diffusion", "mask", block_len=4, task=task)
     stats = block_confidence.main(["--ckpt", random, "--limit", "6", "--json", str(tmp_path / "c.json")])
+    saved = read_json(tmp_path / "c.json")  # says what made it
+    assert saved["positions"] == stats and saved["made_by"]["sha256"] == sha256_of(random)
+    assert saved["made_by"]["data"] == str(tmp_path / "toy") and saved["limit"] == 6
     assert [s["position"] for s in stats] == [0, 1, 2, 3]
     assert sum(s["tokens"] for s in stats) == 6 * 16  # no EOS is likely: every output fills its 16 tokens
     assert stats[0]["accuracy"] == 1.0  # read before the block: what the decode commits there
