@@ -34,7 +34,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from model import sample_logits, target_mask
+from model import outputs_reading, sample_logits, target_mask
 
 NOISES = ("mask", "uniform")
 WEIGHTS = ("elbo", "flat")  # mask noise: how the masked positions' cross-entropies are weighted
@@ -133,29 +133,27 @@ def diffusion_loss(model, idx, prefix_len, seq_len, noise, tok, generator=None, 
         noisy, corrupted = torch.cat([noisy, torch.where(other, tok.mask_id, idx)]), torch.cat([corrupted, other])
         rate = torch.cat([rate, (1 - rate).clamp(min=MIN_RATE)])
         idx, prefix_len, seq_len, target = (torch.cat([t, t]) for t in (idx, prefix_len, seq_len, target))
-        B *= 2
     n_target = target.sum().clamp(min=1)
 
-    def denoise(noisy):  # (B, T, V): output i reads token i + 1 of the clean sequence
+    def denoise(noisy, read):  # (N, V): the logits of the clean tokens i + 1 where read[:, i + 1]
+        at = outputs_reading(read[:, 1:])
         if block_len is None:
-            return model(noisy, prefix_len, seq_len, mode="diffusion")
-        return model(torch.cat([idx, noisy], 1), prefix_len, seq_len, mode="block", block_len=block_len)
+            return model(noisy, prefix_len, seq_len, mode="diffusion", at=at)
+        return model(torch.cat([idx, noisy], 1), prefix_len, seq_len, mode="block", block_len=block_len, at=at)
 
-    def ce(logits, where):  # (B, T-1) cross-entropy of the clean token i+1 at `where`, from output i
-        labels = idx[:, 1:].masked_fill(~where[:, 1:], -1)
-        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-1,
-                               reduction="none").view(B, T - 1)
+    def ce(logits, read):  # (N,) cross-entropy of each clean token read
+        return F.cross_entropy(logits.float(), idx[:, 1:][read[:, 1:]], reduction="none")
 
-    logits = denoise(noisy)
-    if noise == "mask" and weight == "flat":
-        return ce(logits, corrupted).sum() / corrupted.sum().clamp(min=1)
     if noise == "mask":
-        return (ce(logits, corrupted) / rate[:, 1:]).sum() / n_target
+        nll = ce(denoise(noisy, corrupted), corrupted)
+        if weight == "flat":
+            return nll.sum() / corrupted.sum().clamp(min=1)
+        return (nll / rate[:, 1:][corrupted[:, 1:]]).sum() / n_target
+    logits = denoise(noisy, target)
     loss1 = ce(logits, target).sum() / n_target
-    with torch.no_grad():  # argmax has no gradient anyway; no_grad also frees its graph
-        guess = F.pad(logits[:, :-1, : tok.mask_id].argmax(-1), (1, 0))  # guess[:, i] from output i-1
-    unrolled = torch.where(target, guess, noisy)
-    loss2 = ce(denoise(unrolled), target).sum() / n_target
+    unrolled = noisy.clone()  # each target token replaced by the first pass's argmax (no gradient)
+    unrolled[:, 1:][target[:, 1:]] = logits.detach()[:, : tok.mask_id].argmax(-1)
+    loss2 = ce(denoise(unrolled, target), target).sum() / n_target
     return loss1 + loss2
 
 

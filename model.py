@@ -206,7 +206,7 @@ class GPT(nn.Module):
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
     def forward(self, idx, prefix_len=None, seq_len=None, mode="ar", cache=None, start=None,
-                head=True, block_len=None):
+                head=True, block_len=None, at=None):
         """
         idx (B, T) token ids; prefix_len (B,) prefix lengths (default 0: a causal LM); seq_len (B,)
         real lengths, the rest is right padding (default: all real). With a `cache`, idx holds the
@@ -215,7 +215,9 @@ class GPT(nn.Module):
         without a cache its idx is (B, 2T): the clean sequence, then its noisy copy (docstring), and
         output i, which reads token i + 1, is the clean copy's where token i + 1 begins a block, else
         the noisy copy's: (B, T) outputs. Returns logits (B, T, V), or the final hidden states
-        (B, T, C) when head=False.
+        (B, T, C) when head=False; with `at` (N,) indices into the B*T outputs flattened, only those
+        rows (N, V): the losses compute the head only where they read it (on a fine-tuning prefix, and
+        on a 50K vocabulary, the head is much of the work).
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -256,7 +258,7 @@ class GPT(nn.Module):
         if two_copies:
             begins = (torch.arange(Tp, device=device)[None] + 1 - prefix_len[:, None]) % block_len == 0  # (B, Tp)
             x = torch.where(begins[..., None], x[:, :Tp], x[:, Tp:])
-        x = self.transformer.ln_f(x)
+        x = self.transformer.ln_f(x if at is None else x.flatten(0, 1)[at])
         return self.lm_head(x) if head else x
 
     @torch.no_grad()
@@ -312,7 +314,9 @@ class GPT(nn.Module):
         return (out, t + 1) if return_calls else out
 
     def flops_per_token(self, seq_len):
-        """Training FLOPs per token (forward + backward), PaLM appendix B: 6N + 12 L H Q T."""
+        """Training FLOPs per token (forward + backward), PaLM appendix B: 6N + 12 L H Q T. N counts the
+        head at every position; the losses apply it only at the positions they score (`at`), so where
+        few are scored (a fine-tuning prefix) the MFU this gives is above the work really done."""
         c = self.config
         return 6 * self.num_params() + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len
 
@@ -421,9 +425,14 @@ def target_mask(prefix_len, seq_len, T):
 
 def ar_loss(model, idx, prefix_len, seq_len):
     """Next-token cross-entropy on target tokens only (mean over the batch's target tokens)."""
-    logits = model(idx, prefix_len, seq_len, mode="ar")
-    labels = idx[:, 1:].masked_fill(~target_mask(prefix_len, seq_len, idx.size(1))[:, 1:], -1)
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-1)
+    read = target_mask(prefix_len, seq_len, idx.size(1))[:, 1:]  # token i + 1 is read from output i
+    logits = model(idx, prefix_len, seq_len, mode="ar", at=outputs_reading(read))
+    return F.cross_entropy(logits.float(), idx[:, 1:][read])
+
+
+def outputs_reading(read):
+    """(B, T-1) bool, token i + 1 scored -> the flat indices of the outputs i that predict them."""
+    return F.pad(read, (0, 1)).flatten().nonzero().squeeze(1)
 
 
 def model_from_checkpoint(ckpt, device="cpu"):

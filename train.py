@@ -350,11 +350,12 @@ def main(argv=None):
                               ramp=ramp)
 
     # ---- optimizer: decay the 2-D weights (matmuls and the tied embedding/lm_head, as nanoGPT);
-    # biases and LayerNorm gains do not decay
+    # biases and LayerNorm gains do not decay. Fused (one kernel for all tensors) on CUDA and CPU.
     params = list(model.parameters())  # the tied wte/lm_head weight once
     groups = [dict(params=[p for p in params if p.dim() >= 2], weight_decay=args.weight_decay),
               dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0)]
-    optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2), fused=cuda)
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2),
+                                  fused=torch.device(device).type in ("cuda", "cpu"))
     if resume_ckpt is not None:
         optimizer.load_state_dict(resume_ckpt["optimizer"])
     fwd = torch.compile(model) if compile else model

@@ -53,9 +53,9 @@ class Table(nn.Module):
         self.W = nn.Parameter(torch.randn(V, V, generator=torch.Generator().manual_seed(seed)))
         self.calls = []
 
-    def forward(self, idx, prefix_len, seq_len, mode):
+    def forward(self, idx, prefix_len, seq_len, mode, at=None):
         self.calls.append((idx.clone(), mode))
-        return self.W[idx]
+        return self.W[idx] if at is None else self.W[idx.flatten()[at]]
 
 
 def nll(W, given, want):
@@ -127,10 +127,10 @@ def test_position_dependent_masking_hand_computed():
     seen = []
 
     class Stub(nn.Module):  # records the block input [clean ; noisy], returns flat logits for the noisy half
-        def forward(self, x, prefix_len, seq_len, mode, block_len):
+        def forward(self, x, prefix_len, seq_len, mode, block_len, at):
             assert mode == "block" and block_len == 4
             seen.append(x)
-            return torch.zeros(x.shape[0], x.shape[1] // 2, TOK.vocab_size)
+            return torch.zeros(len(at), TOK.vocab_size)
 
     B, T, K = 3000, 11, 4
     idx = torch.randint(0, 256, (B, T), generator=torch.Generator().manual_seed(0))

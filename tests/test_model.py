@@ -222,3 +222,23 @@ def test_sample_logits_equals_full_gumbel_max(spread):
         fast = sample_logits(logits, temperature, generators=make_generators(range(6), "cpu"))
         ref = _sample_logits_reference(logits, temperature, make_generators(range(6), "cpu"))
         assert torch.equal(fast, ref)
+
+
+@pytest.mark.parametrize("mode", ["ar", "diffusion", "block"])
+def test_logits_at_equal_full_logits(mode):
+    """`at` (the rows a loss reads) gives exactly those rows of the full logits, and ar_loss computed
+    through it equals the cross-entropy over the full logits at the target positions."""
+    import torch.nn.functional as F
+    from model import ar_loss, target_mask
+    model = tiny_model()
+    idx, P, L = batch()
+    P = P.clamp(min=1)
+    x = torch.cat([idx, idx.flip(1)], 1) if mode == "block" else idx
+    run = dict(mode=mode, block_len=4 if mode == "block" else None)
+    full = model(x, P, L, **run).flatten(0, 1)
+    at = torch.tensor([0, 5, 23, 30, 71])
+    torch.testing.assert_close(model(x, P, L, at=at, **run), full[at], rtol=1e-5, atol=1e-6)
+    if mode == "ar":
+        labels = idx[:, 1:].masked_fill(~target_mask(P, L, 24)[:, 1:], -1)
+        want = F.cross_entropy(full.view(3, 24, -1)[:, :-1].flatten(0, 1), labels.flatten(), ignore_index=-1)
+        torch.testing.assert_close(ar_loss(model, idx, P, L), want, rtol=1e-5, atol=1e-6)

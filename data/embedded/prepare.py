@@ -52,6 +52,7 @@ Difficulty knobs (defaults in brackets):
                 "facts" for QA and "code" for code: lowering one makes its task depend on fine-tuning
 """
 import argparse
+import functools
 import os
 import random
 import re
@@ -252,16 +253,21 @@ def literal(v):
 def run_tests(code, tests):
     """True if `code` passes every assert (our own generated code: plain exec is enough here)."""
     try:
-        exec(code + "\n" + "\n".join(tests), {})
+        exec("\n".join(tests), dict(defined(code)))
         return True
     except Exception:
         return False
 
 
-def function_of(code, name):
+@functools.lru_cache(maxsize=None)
+def defined(code):  # the names `code` defines; one compilation per distinct text (they repeat often)
     namespace = {}
     exec(code, namespace)
-    return namespace[name]
+    return namespace
+
+
+def function_of(code, name):
+    return defined(code)[name]
 
 
 def passes(fn, inputs, outputs):
