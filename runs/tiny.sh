@@ -59,8 +59,8 @@ lane pretrain_ar_and_adapt; AR_LANE=$LANE_PID
 lane pretrain_diffusion_and_code
 wait_lane "$AR_LANE"  # the other fine-tunes start from the AR lane's checkpoints
 
-for task in qa code translation; do  # longest first, so the two lanes end together
-  for m in "${MODELS[@]}"; do
+for task in qa code translation; do  # longest first and AR (it decodes fast) last, so the lanes end together
+  for m in "${MODELS[@]:1}" ar; do
     [ "$m/$task" = diffusion/code ] || lane finetune_and_eval "$m" "$task"
   done
 done
